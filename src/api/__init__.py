@@ -1,0 +1,1 @@
+"""The HTTP face of taskjet: dispatch tasks, read their status, check health."""

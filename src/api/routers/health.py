@@ -1,0 +1,43 @@
+"""`GET /health`: can this process reach NATS (JetStream) and Redis right now?"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Response, status
+
+from src.api.deps import BrokerDep
+from src.api.schemas import ComponentHealth, Health
+
+router = APIRouter(tags=["operations"])
+
+
+async def _check_nats(broker: BrokerDep, timeout_s: float) -> ComponentHealth:
+    try:
+        if not broker.nc.is_connected:
+            return ComponentHealth(ok=False, detail="disconnected")
+        await asyncio.wait_for(broker.js.account_info(), timeout_s)
+    except Exception as exc:
+        return ComponentHealth(ok=False, detail=f"{type(exc).__name__}: {exc}")
+    return ComponentHealth(ok=True)
+
+
+async def _check_redis(broker: BrokerDep, timeout_s: float) -> ComponentHealth:
+    try:
+        await asyncio.wait_for(broker.results.redis.ping(), timeout_s)
+    except Exception as exc:
+        return ComponentHealth(ok=False, detail=f"{type(exc).__name__}: {exc}")
+    return ComponentHealth(ok=True)
+
+
+@router.get("/health", responses={503: {"model": Health}})
+async def health(broker: BrokerDep, response: Response) -> Health:
+    """200 when both are reachable, 503 (with the failing part named) otherwise."""
+    timeout_s = broker.settings.health_timeout_s
+    nats_health, redis_health = await asyncio.gather(
+        _check_nats(broker, timeout_s), _check_redis(broker, timeout_s)
+    )
+    ok = nats_health.ok and redis_health.ok
+    if not ok:
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return Health(status="ok" if ok else "unavailable", nats=nats_health, redis=redis_health)

@@ -1,0 +1,1 @@
+"""Tasks and the machinery that runs them: broker, transport, results."""

@@ -1,0 +1,185 @@
+"""Create or update the JetStream stream and consumers taskjet needs, and say what changed.
+
+An existing stream or consumer whose configuration differs is updated in place; a difference
+the server cannot apply (retention, storage) stops startup with the exact mismatch, instead of
+silently running on a stream that breaks taskjet's guarantees.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import APIError, NotFoundError
+
+from src.config import Settings
+from src.tasks.layout import Layout
+
+logger = logging.getLogger("taskjet.provisioning")
+
+# Message schedules (delays, cron) need 2.12+; cron and time zones 2.14+.
+MIN_NATS_VERSION = (2, 14, 0)
+
+_STREAM_FIELDS = (
+    "subjects",
+    "retention",
+    "storage",
+    "discard",
+    "max_msgs",
+    "max_bytes",
+    "max_age",
+    "duplicate_window",
+    "num_replicas",
+)
+_CONSUMER_FIELDS = (
+    "ack_policy",
+    "ack_wait",
+    "max_deliver",
+    "max_ack_pending",
+    "filter_subject",
+    "deliver_policy",
+)
+
+
+class ProvisioningError(RuntimeError):
+    """JetStream cannot be brought to the configuration taskjet needs."""
+
+
+class NatsVersionError(ProvisioningError):
+    """The NATS server is older than the features taskjet relies on."""
+
+
+def check_server_version(nc: NATS) -> None:
+    version = nc.connected_server_version
+    found = (version.major, version.minor, version.patch)
+    where = nc.connected_url.netloc if nc.connected_url else "?"
+    if found < MIN_NATS_VERSION:
+        need = ".".join(map(str, MIN_NATS_VERSION))
+        raise NatsVersionError(
+            f"nats-server {'.'.join(map(str, found))} at {where} is too old: "
+            f"taskjet needs {need} or newer with JetStream enabled (message schedules)"
+        )
+
+
+def stream_config(settings: Settings, layout: Layout) -> StreamConfig:
+    return StreamConfig(
+        name=layout.stream,
+        description="taskjet task queue",
+        subjects=[layout.task_subjects],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        # `old` would silently delete queued tasks once a limit is hit; refuse new ones instead.
+        discard=DiscardPolicy.NEW,
+        max_msgs=settings.stream_max_msgs,
+        max_bytes=settings.stream_max_bytes,
+        max_age=0,
+        duplicate_window=settings.duplicate_window_s,
+        num_replicas=settings.stream_replicas,
+    )
+
+
+def consumer_config(settings: Settings, layout: Layout, queue: str) -> ConsumerConfig:
+    name = layout.consumer(queue)
+    return ConsumerConfig(
+        name=name,
+        durable_name=name,
+        description=f"taskjet workers of queue {queue}",
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=settings.ack_wait_s,
+        # Attempts are counted by taskjet (retries, unknown tasks), never by dropping messages.
+        max_deliver=-1,
+        max_ack_pending=settings.max_ack_pending,
+        filter_subject=layout.task_subject(queue),
+        deliver_policy=DeliverPolicy.ALL,
+    )
+
+
+def _normalise(value: Any) -> Any:
+    if hasattr(value, "value"):
+        return value.value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if value is None:
+        return None
+    return value
+
+
+def diff(desired: Any, actual: Any, fields: tuple[str, ...]) -> dict[str, tuple[Any, Any]]:
+    """Fields whose actual value differs from the desired one: {field: (actual, desired)}."""
+    changes: dict[str, tuple[Any, Any]] = {}
+    for name in fields:
+        want, have = _normalise(getattr(desired, name)), _normalise(getattr(actual, name))
+        if want in (None, 0) and have in (None, 0, False):
+            continue
+        if want != have:
+            changes[name] = (have, want)
+    return changes
+
+
+def _describe(changes: dict[str, tuple[Any, Any]]) -> str:
+    return ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items())
+
+
+async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> dict[str, tuple[Any, Any]]:
+    """Create the stream, or update it to `config`; returns what was changed."""
+    name = config.name or ""
+    try:
+        info = await js.stream_info(name)
+    except NotFoundError:
+        try:
+            await js.add_stream(config)
+            logger.info("created stream %s (%s)", config.name, ", ".join(config.subjects or []))
+            return {}
+        except APIError as exc:
+            if exc.err_code != 10058:  # created concurrently by another process
+                raise ProvisioningError(f"cannot create stream {name}: {exc}") from exc
+            info = await js.stream_info(name)
+    changes = diff(config, info.config, _STREAM_FIELDS)
+    if not changes:
+        return {}
+    try:
+        await js.update_stream(config)
+    except APIError as exc:
+        raise ProvisioningError(
+            f"stream {name} exists with a different configuration that cannot be "
+            f"updated ({_describe(changes)}): {exc.description}. Migrate it or set "
+            f"TASKJET_STREAM to another name."
+        ) from exc
+    logger.warning("updated stream %s: %s", config.name, _describe(changes))
+    return changes
+
+
+async def ensure_consumer(
+    js: JetStreamContext, stream: str, config: ConsumerConfig
+) -> dict[str, tuple[Any, Any]]:
+    """Create the durable consumer, or update it to `config`; returns what was changed."""
+    name = config.durable_name or ""
+    try:
+        info = await js.consumer_info(stream, name)
+    except NotFoundError:
+        changes: dict[str, tuple[Any, Any]] = {}
+    else:
+        changes = diff(config, info.config, _CONSUMER_FIELDS)
+        if not changes:
+            return {}
+    try:
+        await js.add_consumer(stream, config)
+    except APIError as exc:
+        raise ProvisioningError(
+            f"consumer {name} on stream {stream} cannot be created or updated"
+            f"{' (' + _describe(changes) + ')' if changes else ''}: {exc.description}"
+        ) from exc
+    if changes:
+        logger.warning("updated consumer %s: %s", name, _describe(changes))
+    return changes

@@ -1,0 +1,160 @@
+"""The HTTP API against real NATS, Redis and a real worker process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+
+from src.api.app import create_app
+from src.config import Settings
+from src.embedded import EmbeddedServers
+from src.tasks.broker import broker as app_broker
+from tests.conftest import StartWorker, isolated_settings
+from tests.support.processes import eventually
+
+
+async def _healthy(client: httpx.AsyncClient) -> bool:
+    return (await client.get("/health")).status_code == 200
+
+
+@asynccontextmanager
+async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan (broker on real NATS and Redis), spoken to over ASGI."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://taskjet") as client:
+            yield client
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(settings) as client:
+        yield client
+
+
+async def test_process_then_status(client: httpx.AsyncClient, start_worker: StartWorker) -> None:
+    await start_worker("src.tasks.example")
+    response = await client.post("/process", json={"data": {"b": 2, "a": 1}})
+    assert response.status_code == 202
+    body = response.json()
+    task_id = body["task_id"]
+    assert body["status_url"].endswith(f"/api/v1/tasks/{task_id}")
+
+    async def finished() -> dict[str, object] | None:
+        status = (await client.get(f"/api/v1/tasks/{task_id}")).json()
+        return status if status["state"] != "PENDING" else None
+
+    status = await eventually(finished, what="task finished")
+    assert status["state"] == "SUCCESS"
+    assert status["result"] == {"keys": ["a", "b"], "size": 2, "echo": {"b": 2, "a": 1}}
+    assert status["error"] is None
+
+
+async def test_failed_task_status_names_the_error(
+    client: httpx.AsyncClient, start_worker: StartWorker
+) -> None:
+    from src.tasks.example import fail_task
+
+    await start_worker("src.tasks.example")
+    handle = await fail_task.kiq("broken on purpose")
+    await handle.wait_result(timeout=30)
+    status = (await client.get(f"/api/v1/tasks/{handle.task_id}")).json()
+    assert status["state"] == "FAILURE"
+    assert status["error"] == {"type": "RuntimeError", "message": "broken on purpose"}
+
+
+async def test_unknown_task_id_is_pending(client: httpx.AsyncClient) -> None:
+    status = (await client.get("/api/v1/tasks/does-not-exist")).json()
+    assert status == {
+        "task_id": "does-not-exist",
+        "state": "PENDING",
+        "result": None,
+        "error": None,
+        "execution_time_s": None,
+    }
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"data": "not an object"}, {"data": [1]}, None],
+    ids=["empty", "str", "list", "none"],
+)
+async def test_process_rejects_bad_input(client: httpx.AsyncClient, body: object) -> None:
+    response = await client.post("/process", json=body)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert error["details"]
+
+
+async def test_process_rejects_malformed_json(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/process", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "validation_error"
+
+
+async def test_unknown_route_uses_error_shape(client: httpx.AsyncClient) -> None:
+    response = await client.get("/nope")
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": {"code": "not_found", "message": "Not Found", "details": None}
+    }
+
+
+async def test_openapi_docs(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/docs")).status_code == 200
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    assert {"/process", "/api/v1/tasks/{task_id}", "/health"} <= set(paths)
+
+
+async def test_health_ok(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ok",
+        "nats": {"ok": True, "detail": None},
+        "redis": {"ok": True, "detail": None},
+    }
+
+
+@pytest.mark.faults
+async def test_health_503_while_redis_is_down(private_servers: EmbeddedServers) -> None:
+    settings = isolated_settings(private_servers)
+    async with api_client(settings) as client:
+        assert (await client.get("/health")).status_code == 200
+        private_servers.redis.stop()
+        response = await client.get("/health")
+        assert response.status_code == 503
+        body = response.json()
+        assert body["status"] == "unavailable"
+        assert body["nats"]["ok"] is True
+        assert body["redis"]["ok"] is False
+        assert body["redis"]["detail"]
+        private_servers.redis.start()
+
+        await eventually(lambda: _healthy(client), what="health back to 200 after Redis restart")
+
+
+@pytest.mark.faults
+async def test_health_503_while_nats_is_down(private_servers: EmbeddedServers) -> None:
+    settings = isolated_settings(private_servers)
+    async with api_client(settings) as client:
+        private_servers.nats.stop()
+        response = await client.get("/health")
+        assert response.status_code == 503
+        assert response.json()["nats"]["ok"] is False
+        private_servers.nats.start()
+
+        await eventually(lambda: _healthy(client), what="health back to 200 after NATS restart")
+
+
+def test_app_uses_the_application_broker() -> None:
+    app = create_app()
+    assert app.title == "taskjet"
+    assert app_broker.find_task("src.tasks.example:example_task") is not None

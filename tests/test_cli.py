@@ -1,0 +1,110 @@
+"""`taskjet check` and `taskjet run` (the embedded default), as a user runs them."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import httpx
+
+from src.embedded import free_port, port_is_free
+from tests.support.processes import Proc, eventually, spawn
+
+PYTHON = sys.executable
+
+
+async def test_check_ok(env: dict[str, str], tmp_path: Path) -> None:
+    proc = spawn([PYTHON, "-m", "src", "check"], env, tmp_path / "check.log")
+    assert await proc.wait(30) == 0
+    assert "ok: NATS and Redis reachable" in proc.output()
+
+
+async def test_check_reports_bad_config(env: dict[str, str], tmp_path: Path) -> None:
+    proc = spawn(
+        [PYTHON, "-m", "src", "check"], {**env, "TASKJET_RESULT_TTL_S": "-5"}, tmp_path / "c.log"
+    )
+    assert await proc.wait(30) == 2
+    assert "error: invalid taskjet configuration: result_ttl_s" in proc.output()
+
+
+async def _run(tmp_path: Path, data_dir: Path, ports: dict[str, int], name: str) -> Proc:
+    args = [
+        PYTHON, "-m", "src", "run",
+        "--data-dir", str(data_dir),
+        "--port", str(ports["http"]),
+        "--nats-port", str(ports["nats"]),
+        "--redis-port", str(ports["redis"]),
+    ]  # fmt: skip
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKJET_")}
+    return spawn(args, env, tmp_path / f"{name}.log")
+
+
+async def _wait_healthy(proc: Proc, base: str) -> None:
+    async def probe() -> bool:
+        if proc.process.poll() is not None:
+            raise AssertionError(f"taskjet run exited:\n{proc.output()}")
+        try:
+            async with httpx.AsyncClient() as client:
+                return (await client.get(f"{base}/health")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    await eventually(probe, timeout_s=60, what="embedded service healthy")
+
+
+async def test_run_embedded_default_and_data_survives_restart(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    ports = {"http": free_port(), "nats": free_port(), "redis": free_port()}
+    base = f"http://127.0.0.1:{ports['http']}"
+
+    first = await _run(tmp_path, data_dir, ports, "run-1")
+    try:
+        await _wait_healthy(first, base)
+        output = first.output()
+        assert f"API     {base}" in output
+        assert f"NATS    nats://127.0.0.1:{ports['nats']}" in output
+        async with httpx.AsyncClient(base_url=base) as client:
+            task_id = (await client.post("/process", json={"data": {"keep": 1}})).json()["task_id"]
+
+            async def done() -> bool:
+                state = (await client.get(f"/api/v1/tasks/{task_id}")).json()["state"]
+                return state == "SUCCESS"
+
+            await eventually(done, what="task done")
+        first.signal(signal.SIGINT)  # what Ctrl-C sends
+        assert await first.wait(60) == 0
+    finally:
+        first.kill()
+    assert all(port_is_free(port) for port in ports.values()), "servers stopped with the service"
+
+    second = await _run(tmp_path, data_dir, ports, "run-2")
+    try:
+        await _wait_healthy(second, base)
+        async with httpx.AsyncClient(base_url=base) as client:
+            status = (await client.get(f"/api/v1/tasks/{task_id}")).json()
+        assert status["state"] == "SUCCESS"
+        assert status["result"]["echo"] == {"keep": 1}
+        assert await second.stop(60) == 0
+    finally:
+        second.kill()
+
+
+async def test_run_uses_a_free_port_when_the_preferred_one_is_taken(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        ports = {"http": free_port(), "nats": taken, "redis": free_port()}
+        proc = await _run(tmp_path, tmp_path / "data", ports, "run")
+        try:
+            base = f"http://127.0.0.1:{ports['http']}"
+            await _wait_healthy(proc, base)
+            assert f"nats://127.0.0.1:{taken}" not in proc.output()
+            assert await proc.stop(60) == 0
+        finally:
+            proc.kill()

@@ -1,0 +1,172 @@
+"""docker-entrypoint.sh: RUN_MODE server, worker and both start, serve and stop on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from nats.js import JetStreamContext
+
+from src.config import Settings
+from src.embedded import free_port
+from src.tasks.jetstream import JetStreamBroker
+from src.tasks.layout import Layout
+from tests.support import tasks
+from tests.support.processes import ROOT, Proc, eventually, spawn, waiting_pulls
+
+ENTRYPOINT = str(ROOT / "docker-entrypoint.sh")
+
+
+def _start(env: dict[str, str], tmp_path: Path, mode: str, **extra: str) -> tuple[Proc, str]:
+    port = free_port()
+    child_env = {
+        **env,
+        "RUN_MODE": mode,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "PYTHON": sys.executable,
+        "TASKJET_WORKER_MODULES": "src.tasks.example tests.support.tasks",
+        **extra,
+    }
+    return spawn(
+        [ENTRYPOINT], child_env, tmp_path / f"entrypoint-{mode}.log"
+    ), f"http://127.0.0.1:{port}"
+
+
+async def _healthy(proc: Proc, base: str) -> None:
+    async def probe() -> bool:
+        if proc.process.poll() is not None:
+            raise AssertionError(f"exited early:\n{proc.output()}")
+        try:
+            async with httpx.AsyncClient() as client:
+                return (await client.get(f"{base}/health")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    await eventually(probe, timeout_s=60, what="server healthy")
+
+
+async def _worker_ready(proc: Proc, js: JetStreamContext, settings: Settings) -> None:
+    consumer = Layout.from_settings(settings).consumer(settings.default_queue)
+
+    async def probe() -> bool:
+        if proc.process.poll() is not None:
+            raise AssertionError(f"exited early:\n{proc.output()}")
+        return await waiting_pulls(js, settings.stream, consumer) > 0
+
+    await eventually(probe, timeout_s=60, what="worker ready")
+
+
+async def _group_gone(proc: Proc) -> bool:
+    """No process of the entrypoint's process group is left."""
+    try:
+        os.killpg(proc.process.pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+async def test_server_mode(env: dict[str, str], tmp_path: Path) -> None:
+    proc, base = _start(env, tmp_path, "server")
+    try:
+        await _healthy(proc, base)
+        # uvicorn finishes its shutdown, then re-raises the SIGTERM it caught.
+        assert await proc.stop() in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in proc.output()
+        await eventually(lambda: _group_gone(proc), what="all processes gone")
+    finally:
+        proc.kill()
+
+
+async def test_worker_mode(
+    env: dict[str, str],
+    settings: Settings,
+    tmp_path: Path,
+    js: JetStreamContext,
+    broker: JetStreamBroker,
+) -> None:
+    proc, _ = _start(env, tmp_path, "worker", TASKJET_WORKER_PROCESSES="2")
+    try:
+        await _worker_ready(proc, js, settings)
+        result = await (await tasks.echo.kiq("via entrypoint")).wait_result(timeout=30)
+        assert result.return_value == "via entrypoint"
+        assert await proc.stop() == 0
+        await eventually(lambda: _group_gone(proc), what="all processes gone")
+    finally:
+        proc.kill()
+
+
+async def test_both_mode_serves_the_whole_workflow(env: dict[str, str], tmp_path: Path) -> None:
+    proc, base = _start(env, tmp_path, "both")
+    try:
+        await _healthy(proc, base)
+        async with httpx.AsyncClient(base_url=base) as client:
+            accepted = await client.post("/process", json={"data": {"via": "both"}})
+            assert accepted.status_code == 202
+            task_id = accepted.json()["task_id"]
+
+            async def done() -> dict[str, object] | None:
+                status = (await client.get(f"/api/v1/tasks/{task_id}")).json()
+                return status if status["state"] == "SUCCESS" else None
+
+            status = await eventually(done, what="task done")
+            assert status["result"] == {"keys": ["via"], "size": 1, "echo": {"via": "both"}}
+        assert await proc.stop() == 0
+        await eventually(lambda: _group_gone(proc), what="server and worker both gone")
+    finally:
+        proc.kill()
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+@pytest.mark.faults
+async def test_both_mode_stops_the_server_when_the_worker_dies(
+    env: dict[str, str], settings: Settings, tmp_path: Path, js: JetStreamContext
+) -> None:
+    proc, base = _start(env, tmp_path, "both")
+    try:
+        await _healthy(proc, base)
+        await _worker_ready(proc, js, settings)
+        commands = {
+            pid: Path(f"/proc/{pid}/cmdline").read_bytes() for pid in _children(proc.process.pid)
+        }
+        worker_pid = next(pid for pid, cmd in commands.items() if b"taskiq" in cmd)
+        os.kill(worker_pid, signal.SIGKILL)
+        assert await proc.wait(30) != 0
+        await eventually(lambda: _group_gone(proc), what="server stopped too")
+    finally:
+        proc.kill()
+
+
+async def test_unknown_run_mode(env: dict[str, str], tmp_path: Path) -> None:
+    proc, _ = _start(env, tmp_path, "sideways")
+    assert await proc.wait(30) == 64
+    assert "unknown RUN_MODE 'sideways'" in proc.output()
+
+
+@pytest.mark.parametrize("mode", ["server", "worker", "both"])
+async def test_unreachable_nats_fails_fast(env: dict[str, str], tmp_path: Path, mode: str) -> None:
+    closed = free_port()
+    proc, _ = _start({**env, "NATS_URL": f"nats://127.0.0.1:{closed}"}, tmp_path, mode)
+    assert await proc.wait(30) == 2
+    assert f"cannot connect to NATS at nats://127.0.0.1:{closed}" in proc.output()
+
+
+async def test_malformed_url_fails_fast(env: dict[str, str], tmp_path: Path) -> None:
+    proc, _ = _start({**env, "REDIS_URL": "localhost:6379"}, tmp_path, "worker")
+    assert await proc.wait(30) == 2
+    assert "REDIS_URL 'localhost:6379' must start with one of" in proc.output()
+
+
+async def test_unreachable_redis_fails_fast(env: dict[str, str], tmp_path: Path) -> None:
+    closed = free_port()
+    proc, _ = _start({**env, "REDIS_URL": f"redis://127.0.0.1:{closed}/0"}, tmp_path, "server")
+    assert await proc.wait(30) == 2
+    assert f"cannot reach Redis at redis://127.0.0.1:{closed}/0" in proc.output()
