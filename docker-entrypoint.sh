@@ -16,6 +16,7 @@ WORKER_ARGS="${TASKJET_WORKER_ARGS:-}"
 SERVER_ARGS="${SERVER_ARGS:-}"
 CONCURRENCY="${TASKJET_WORKER_CONCURRENCY:-100}"
 LOG_LEVEL="${TASKJET_LOG_LEVEL:-INFO}"
+GRACE="${TASKJET_SHUTDOWN_GRACE_S:-30}"
 
 server() {
     # shellcheck disable=SC2086
@@ -26,7 +27,8 @@ server() {
 worker() {
     # shellcheck disable=SC2086
     exec "$PYTHON" -m taskiq worker src.tasks.broker:broker $MODULES \
-        --workers "$WORKERS" --max-async-tasks "$CONCURRENCY" --log-level "$LOG_LEVEL" $WORKER_ARGS
+        --workers "$WORKERS" --max-async-tasks "$CONCURRENCY" --log-level "$LOG_LEVEL" \
+        --wait-tasks-timeout "$GRACE" --hardkill-count 0 $WORKER_ARGS
 }
 
 case "$RUN_MODE" in

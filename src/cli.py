@@ -11,13 +11,19 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from src.config import ConfigError, load_settings
 from src.embedded import EmbeddedServerError, EmbeddedServers, free_port
+from src.tasks.dlq import DeadLetterQueue
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
@@ -102,6 +108,90 @@ def check() -> None:
     if problems:
         raise _fail("; ".join(problems))
     typer.echo("ok: NATS and Redis reachable, stream and consumer in place")
+
+
+dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: list, requeue, purge.")
+app.add_typer(dlq_app, name="dlq")
+
+
+@asynccontextmanager
+async def _dead_letters() -> AsyncIterator[DeadLetterQueue]:
+    from src.tasks.jetstream import JetStreamBroker
+
+    broker = JetStreamBroker(load_settings())
+    await broker.startup()
+    try:
+        yield broker.dlq
+    finally:
+        await broker.shutdown()
+
+
+def _run_dlq(action: Callable[[DeadLetterQueue], Awaitable[None]]) -> None:
+    async def go() -> None:
+        async with _dead_letters() as dlq:
+            await action(dlq)
+
+    try:
+        asyncio.run(go())
+    except (ConfigError, ConnectionError, RuntimeError) as exc:
+        raise _fail(str(exc)) from None
+
+
+@dlq_app.command("list")
+def dlq_list(
+    task: Annotated[str | None, typer.Option(help="Only this task name.")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 100,
+    json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Dead letters, oldest first: when, why, which task, its last error."""
+
+    async def show(dlq: DeadLetterQueue) -> None:
+        entries = await dlq.entries(task_name=task, limit=limit)
+        if json_lines:
+            for entry in entries:
+                typer.echo(entry.model_dump_json())
+            return
+        table = Table("failed at (UTC)", "reason", "task", "task id", "attempts", "error")
+        for e in entries:
+            when = datetime.fromtimestamp(e.failed_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+            error = f"{e.error_type}: {e.error_message}" if e.error_type else ""
+            table.add_row(when, e.reason, e.task_name, e.task_id, str(e.attempts), error[:80])
+        Console().print(table)
+        typer.echo(f"{len(entries)} shown, {await dlq.count()} in the dead-letter queue")
+
+    _run_dlq(show)
+
+
+@dlq_app.command("requeue")
+def dlq_requeue(
+    task_id: Annotated[list[str] | None, typer.Option("--id", help="Task id (repeatable).")] = None,
+    task: Annotated[str | None, typer.Option(help="Every dead letter of this task name.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every dead letter.")] = False,
+) -> None:
+    """Run dead tasks again, with fresh attempt counters."""
+    if not (task_id or task or all_):
+        raise _fail("say which: --id ID, --task NAME or --all")
+
+    async def requeue(dlq: DeadLetterQueue) -> None:
+        done = await dlq.requeue(task_ids=task_id, task_name=task)
+        typer.echo(f"requeued {len(done)} task(s)")
+
+    _run_dlq(requeue)
+
+
+@dlq_app.command("purge")
+def dlq_purge(
+    task: Annotated[str | None, typer.Option(help="Only this task name.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm deletion.")] = False,
+) -> None:
+    """Delete dead letters for good."""
+    if not yes:
+        raise _fail("purging deletes dead letters for good: add --yes")
+
+    async def purge(dlq: DeadLetterQueue) -> None:
+        typer.echo(f"purged {await dlq.purge(task_name=task)} dead letter(s)")
+
+    _run_dlq(purge)
 
 
 def main() -> None:

@@ -84,6 +84,35 @@ class Settings(BaseSettings):
         default=5.0, description="Delay before a task no local worker knows is offered again."
     )
 
+    unknown_task_dlq_after_s: PositiveSeconds = Field(
+        default=3600.0, description="Age after which a task no worker knows is dead-lettered."
+    )
+    max_redeliveries: int = Field(
+        default=5,
+        ge=0,
+        description="Extra starts allowed after crashes or lost workers before a task is "
+        "dead-lettered as poison.",
+    )
+    shutdown_grace_s: PositiveSeconds = Field(
+        default=30.0, description="Time running tasks get to finish after SIGTERM."
+    )
+
+    retry_on_error: bool = Field(default=False, description="Retry failed tasks by default.")
+    max_retries: int = Field(default=3, ge=0, description="Default retries of a failing task.")
+    retry_backoff_s: PositiveSeconds = Field(default=1.0, description="First retry delay.")
+    retry_backoff_factor: float = Field(default=2.0, ge=1.0, description="Growth per retry.")
+    retry_backoff_max_s: PositiveSeconds = Field(default=600.0, description="Retry delay cap.")
+    retry_jitter: Literal["full", "equal", "none"] = "full"
+    default_timeout_s: float = Field(
+        default=0, ge=0, description="Hard time limit of tasks without `timeout` (0: none)."
+    )
+    default_max_age_s: float = Field(
+        default=0, ge=0, description="Queue age after which a task is dead-lettered (0: none)."
+    )
+    dlq_max_age_s: float = Field(
+        default=30 * 86_400, ge=0, description="How long dead letters are kept (0: forever)."
+    )
+
     worker_processes: int = Field(default=1, ge=1, description="Worker processes per container.")
     worker_modules: str = Field(
         default="src.tasks.example", description="Task modules a worker imports (space separated)."

@@ -84,8 +84,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 @pytest.fixture
-def settings(servers: EmbeddedServers) -> Settings:
-    return isolated_settings(servers)
+def settings(servers: EmbeddedServers, request: pytest.FixtureRequest) -> Settings:
+    """Isolated settings; `@pytest.mark.settings(ack_wait_s=1)` overrides fields for one test."""
+    marker = request.node.get_closest_marker("settings")
+    return isolated_settings(servers, **(marker.kwargs if marker else {}))
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from pathlib import Path
@@ -108,3 +109,51 @@ async def test_run_uses_a_free_port_when_the_preferred_one_is_taken(tmp_path: Pa
             assert await proc.stop(60) == 0
         finally:
             proc.kill()
+
+
+async def test_dlq_commands(
+    env: dict[str, str], tmp_path: Path, broker: object, start_worker: object
+) -> None:
+    from src.tasks.jetstream import JetStreamBroker
+    from tests.support import tasks
+
+    assert isinstance(broker, JetStreamBroker)
+    await start_worker()  # type: ignore[operator]
+    handle = await tasks.wrong_kind_of_failure.kiq("cli")
+    await handle.wait_result(timeout=30)
+
+    async def dead() -> bool:
+        return await broker.dlq.count() == 1
+
+    await eventually(dead, what="dead letter")
+
+    async def cli(*args: str) -> tuple[int, str]:
+        log = tmp_path / f"dlq-{len(list(tmp_path.glob('dlq-*.log')))}.log"
+        proc = spawn([PYTHON, "-m", "src", "dlq", *args], env, log)
+        code = await proc.wait(30)
+        return code, proc.output()
+
+    code, out = await cli("list")
+    assert code == 0
+    assert "failed" in out
+    assert "1 shown, 1 in the dead-letter queue" in out
+    code, out = await cli("list", "--json")
+    (entry,) = [json.loads(line) for line in out.splitlines()]
+    assert entry["task_id"] == handle.task_id
+    assert entry["task_name"] == "tests.support.tasks:wrong_kind_of_failure"
+    assert entry["error_message"] == "not a connection problem: no retry"
+
+    code, out = await cli("requeue")
+    assert code == 2
+    assert "say which: --id ID, --task NAME or --all" in out
+
+    code, out = await cli("requeue", "--id", handle.task_id)
+    assert (code, out.strip().splitlines()[-1]) == (0, "requeued 1 task(s)")
+    await eventually(dead, what="it failed again")
+
+    code, out = await cli("purge")
+    assert code == 2
+    assert "add --yes" in out
+    code, out = await cli("purge", "--yes")
+    assert (code, out.strip().splitlines()[-1]) == (0, "purged 1 dead letter(s)")
+    assert await broker.dlq.count() == 0

@@ -1,12 +1,14 @@
-"""One JetStream delivery of a task, from fetch to its single final ack or nak.
+"""One JetStream delivery of a task, from fetch to its single final ack, nak or term.
 
 taskiq's receiver acks whatever happened, including when the result could not be saved.
-taskjet hands the receiver an `ack` bound to a `Delivery` that knows better: it acks only
-when the outcome is safely stored and otherwise asks JetStream to deliver the task again.
+taskjet hands the receiver an `ack` that settles the delivery by its recorded outcome instead:
+ack when the result is safely stored, nak with a delay for a retry or a failed save, and
+dead-letter-then-remove when the task is given up on (see `guard.py`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 from collections.abc import Awaitable, Callable
@@ -17,6 +19,8 @@ from taskiq.message import TaskiqMessage
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
+
+    from src.tasks.dlq import DeadLetter
 
 logger = logging.getLogger("taskjet.delivery")
 
@@ -31,28 +35,29 @@ class Delivery:
 
     msg: Msg
     message: TaskiqMessage
-    redelivery_delay_s: float
-    started: bool = False
-    settled: bool = False
+    queue: str
+    attempt: int = 1
+    # Set while the task runs (by the receiver, the middleware and the result backend):
+    runner: asyncio.Task[object] | None = None
     save_failed: bool = False
+    retry_in_s: float | None = None
+    dead: DeadLetter | None = None
+    settled: bool = False
     on_settle: list[Callable[[Delivery], None]] = field(default_factory=list)
 
     @property
-    def attempt(self) -> int:
-        """1 for the first delivery; JetStream counts redeliveries for us."""
-        return int(self.msg.metadata.num_delivered)
+    def started(self) -> bool:
+        return self.runner is not None
+
+    @property
+    def sequence(self) -> int:
+        return int(self.msg.metadata.sequence.stream)
+
+    @property
+    def redelivered(self) -> bool:
+        return int(self.msg.metadata.num_delivered) > 1
 
     async def ack(self) -> None:
-        """Called by taskiq's receiver once it is done with the message."""
-        if self.save_failed:
-            logger.warning(
-                "task %s %s: result not saved, redelivering in %.1fs",
-                self.message.task_name,
-                self.message.task_id,
-                self.redelivery_delay_s,
-            )
-            await self.nak(self.redelivery_delay_s)
-            return
         await self._settle(self.msg.ack)
 
     async def nak(self, delay_s: float | None = None) -> None:

@@ -6,6 +6,7 @@ type tag; taskjet keeps labels as JSON so lists and dicts arrive as they were se
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -55,7 +56,7 @@ class JetStreamFormatter(TaskiqFormatter):
     def loads(self, message: bytes) -> TaskiqMessage:
         if isinstance(message, DeliveryBytes):
             delivery = message.delivery
-            delivery.started = True
+            delivery.runner = asyncio.current_task()
             current_delivery.set(delivery)
             return delivery.message
         return decode(message)

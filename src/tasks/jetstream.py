@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import logging
 import signal
 import sys
@@ -23,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 from nats.errors import NoServersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
@@ -34,9 +34,12 @@ from taskiq.message import BrokerMessage
 from src.config import Settings, get_settings
 from src.tasks import provisioning
 from src.tasks.delivery import Delivery, DeliveryBytes
-from src.tasks.formatter import JetStreamFormatter, decode
+from src.tasks.dlq import DeadLetterQueue, dlq_stream_config
+from src.tasks.formatter import JetStreamFormatter
+from src.tasks.guard import DeliveryGuard
 from src.tasks.kicker import TaskjetTask
 from src.tasks.layout import Layout
+from src.tasks.middlewares import GuaranteesMiddleware
 from src.tasks.results import RedisResultBackend
 
 logger = logging.getLogger("taskjet.broker")
@@ -66,6 +69,9 @@ class JetStreamBroker(AsyncBroker):
         self.decorator_class = TaskjetTask
         self.results: RedisResultBackend[Any] = RedisResultBackend(lambda: self.settings)
         self.result_backend = self.results
+        self.guard = DeliveryGuard(self)
+        self.dlq = DeadLetterQueue(self)
+        self.add_middlewares(GuaranteesMiddleware(self))
         self._nc: NATS | None = None
         self._js: JetStreamContext | None = None
         self._layout: Layout | None = None
@@ -116,6 +122,7 @@ class JetStreamBroker(AsyncBroker):
             await provisioning.ensure_stream(
                 self._js, provisioning.stream_config(settings, self.layout)
             )
+            await provisioning.ensure_stream(self._js, dlq_stream_config(settings, self.layout))
             if self.is_worker_process:
                 await self._ensure_consumer(self.layout.default_queue)
         except BaseException:
@@ -187,13 +194,19 @@ class JetStreamBroker(AsyncBroker):
                     subscription = await self._resubscribe(subscription, queue)
                 continue
             failures = 0
-            admitted = [await self._admit(msg) for msg in msgs]
-            pending = deque(d for d in admitted if d is not None)
+            pending: deque[Delivery] = deque()
+            for msg in msgs:
+                delivery = await self.guard.admit(msg, queue)
+                if delivery is not None:
+                    delivery.on_settle.append(self._forget)
+                    self._inflight.add(delivery)
+                    pending.append(delivery)
             try:
                 while pending:
                     delivery = pending.popleft()
                     yield AckableMessage.model_construct(
-                        data=DeliveryBytes.wrap(delivery.msg.data, delivery), ack=delivery.ack
+                        data=DeliveryBytes.wrap(delivery.msg.data, delivery),
+                        ack=functools.partial(self.guard.finish, delivery),
                     )
             finally:
                 if pending:
@@ -223,33 +236,6 @@ class JetStreamBroker(AsyncBroker):
                 logger.warning("re-subscribing to %s failed: %s", queue, exc)
                 await asyncio.sleep(_ERROR_BACKOFF_S)
 
-    async def _admit(self, msg: Msg) -> Delivery | None:
-        """Decide whether a fetched message may reach taskiq's receiver."""
-        try:
-            message = decode(msg.data)
-        except ValueError as exc:
-            logger.error(
-                "undecodable message %s on %s removed: %s",
-                msg.metadata.sequence.stream,
-                msg.subject,
-                exc,
-            )
-            await msg.term()
-            return None
-        delivery = Delivery(msg, message, self.settings.redelivery_delay_s)
-        delivery.on_settle.append(self._forget)
-        self._inflight.add(delivery)
-        if self.find_task(message.task_name) is None:
-            logger.warning(
-                "task %r (%s) is not known to this worker; offered again in %.0fs",
-                message.task_name,
-                message.task_id,
-                self.settings.unknown_task_delay_s,
-            )
-            await delivery.nak(self.settings.unknown_task_delay_s)
-            return None
-        return delivery
-
     def _forget(self, delivery: Delivery) -> None:
         self._inflight.discard(delivery)
         self._capacity_freed.set()
@@ -266,6 +252,13 @@ class JetStreamBroker(AsyncBroker):
         while True:
             await asyncio.sleep(interval)
             for delivery in list(self._inflight):
+                if delivery.runner is not None and delivery.runner.done() and not delivery.settled:
+                    # The receiver's callback ended without acking (it crashed): run it again.
+                    logger.error(
+                        "task %s ended without settling; handing it back", delivery.message.task_id
+                    )
+                    await delivery.nak(self.settings.redelivery_delay_s)
+                    continue
                 try:
                     await delivery.extend()
                 except Exception as exc:

@@ -17,6 +17,7 @@ from taskiq.task import AsyncTaskiqTask
 from typing_extensions import ParamSpec
 
 from src.tasks.formatter import EncodeError
+from src.tasks.limits import with_soft_timeout
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -83,7 +84,12 @@ class TaskjetKicker(AsyncKicker[_P, _R]):
 
 
 class TaskjetTask(AsyncTaskiqDecoratedTask[_P, _R]):
-    """A plain taskiq task whose kicker is `TaskjetKicker`."""
+    """A plain taskiq task whose kicker is `TaskjetKicker` and which honours `soft_timeout`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if asyncio.iscoroutinefunction(self.original_func):
+            self.original_func = with_soft_timeout(self.original_func)  # type: ignore[assignment]
 
     def kicker(self) -> TaskjetKicker[_P, _R]:
         return TaskjetKicker(

@@ -34,6 +34,18 @@ class Layout:
     def task_subject(self, queue: str) -> str:
         return f"{self.subject_prefix}.tasks.{queue}"
 
+    @property
+    def dlq_stream(self) -> str:
+        """Dead letters: failed, poison, expired, undecodable and unknown tasks, with why."""
+        return f"{self.stream}_DLQ"
+
+    @property
+    def dlq_subjects(self) -> str:
+        return f"{self.subject_prefix}.dlq.>"
+
+    def dlq_subject(self, queue: str) -> str:
+        return f"{self.subject_prefix}.dlq.{queue}"
+
     def consumer(self, queue: str) -> str:
         """The one durable pull consumer all workers of a queue share."""
         return f"workers-{queue}"
@@ -46,3 +58,7 @@ class Layout:
     # Redis ------------------------------------------------------------------------------
     def result_key(self, task_id: str) -> str:
         return f"{self.redis_prefix}:result:{task_id}"
+
+    def attempts_key(self, task_id: str) -> str:
+        """Hash of `starts` (redelivered starts) and `failures`; written only off the happy path."""
+        return f"{self.redis_prefix}:attempts:{task_id}"

@@ -120,8 +120,8 @@ def diff(desired: Any, actual: Any, fields: tuple[str, ...]) -> dict[str, tuple[
     changes: dict[str, tuple[Any, Any]] = {}
     for name in fields:
         want, have = _normalise(getattr(desired, name)), _normalise(getattr(actual, name))
-        if want in (None, 0) and have in (None, 0, False):
-            continue
+        if want is None or (want == 0 and have in (None, 0, False)):
+            continue  # unset: the server's default is fine
         if want != have:
             changes[name] = (have, want)
     return changes

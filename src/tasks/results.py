@@ -9,6 +9,10 @@ from typing import Any, TypeVar
 import orjson
 from pydantic_core import PydanticSerializationError
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from taskiq.abc.result_backend import AsyncResultBackend
 from taskiq.exceptions import ResultGetError
 from taskiq.result import TaskiqResult
@@ -43,6 +47,9 @@ def redis_client(settings: Settings) -> Redis:
         socket_connect_timeout=settings.redis_timeout_s,
         socket_timeout=settings.redis_timeout_s,
         health_check_interval=30,
+        # A pooled connection closed by a Redis restart fails once; retry on a fresh one.
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
     return Redis.from_pool(pool)
 
@@ -101,12 +108,14 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
             self._redis = None
 
     async def set_result(self, task_id: str, result: TaskiqResult[_ReturnType]) -> None:
+        delivery = current_delivery.get()
+        if delivery is not None and delivery.retry_in_s is not None:
+            return  # not the final outcome: the task runs again
         try:
             await self.redis.set(
                 self.layout.result_key(task_id), dump_result(result), ex=self._ttl_s
             )
         except Exception:
-            delivery = current_delivery.get()
             if delivery is not None:
                 delivery.save_failed = True
             raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -66,6 +67,12 @@ class Proc:
         finally:
             self.kill()
 
+    def children(self) -> list[_Pid]:
+        """Direct child processes (the worker processes of a `taskiq worker` manager)."""
+        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        pids = [int(p) for p in path.read_text().split()] if path.exists() else []
+        return [_Pid(pid) for pid in pids]
+
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
@@ -101,3 +108,14 @@ async def waiting_pulls(js: JetStreamContext, stream: str, consumer: str) -> int
     except Exception:
         return 0
     return int(info.num_waiting or 0)
+
+
+class _Pid:
+    """A process that is not our child: enough to kill it."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)

@@ -52,6 +52,8 @@ async def test_labels_travel_as_json(broker: JetStreamBroker, start_worker: Star
         "sizes": [1, 2],
         "meta": {"team": "billing"},
         "extra": {"deep": [1.5, True, None]},
+        "attempt": 1,
+        "redelivered": False,
     }
 
 
