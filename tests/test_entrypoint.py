@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import uuid
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,7 @@ from src.config import Settings
 from src.embedded import free_port
 from src.tasks.jetstream import JetStreamBroker
 from src.tasks.layout import Layout
+from tests.conftest import StartWorker
 from tests.support import tasks
 from tests.support.processes import ROOT, Proc, eventually, spawn, waiting_pulls
 
@@ -98,6 +100,43 @@ async def test_worker_mode(
         await eventually(lambda: _group_gone(proc), what="all processes gone")
     finally:
         proc.kill()
+
+
+@pytest.mark.faults
+@pytest.mark.settings(ack_wait_s=60.0, shutdown_grace_s=120)
+async def test_second_sigterm_cancels_running_tasks_and_hands_them_back(
+    env: dict[str, str],
+    settings: Settings,
+    tmp_path: Path,
+    js: JetStreamContext,
+    broker: JetStreamBroker,
+    start_worker: StartWorker,
+) -> None:
+    proc, _ = _start(env, tmp_path, "worker")
+    try:
+        await _worker_ready(proc, js, settings)
+        key = uuid.uuid4().hex
+        handle = await tasks.stubborn.kiq(key)
+
+        async def running() -> bool:
+            return await broker.results.redis.get(f"test-count:{key}") == b"1"
+
+        await eventually(running, what="first run under way")
+        proc.signal(signal.SIGTERM)
+        await eventually(lambda: _said(proc, "Waiting for 1 running tasks"), what="worker draining")
+        # The grace period is 120 s: only the second signal can end the worker this soon.
+        proc.signal(signal.SIGTERM)
+        await proc.wait(30)
+        assert not await broker.results.is_result_ready(handle.task_id)
+    finally:
+        proc.kill()
+    await start_worker()
+    result = await handle.wait_result(timeout=30)  # well inside ack_wait (60 s)
+    assert result.return_value == 2, "the cancelled task ran again on the next worker"
+
+
+async def _said(proc: Proc, text: str) -> bool:
+    return text in proc.output()
 
 
 async def test_both_mode_serves_the_whole_workflow(env: dict[str, str], tmp_path: Path) -> None:

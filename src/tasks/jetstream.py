@@ -76,6 +76,7 @@ class JetStreamBroker(AsyncBroker):
         self._js: JetStreamContext | None = None
         self._layout: Layout | None = None
         self._inflight: set[Delivery] = set()
+        self._subscriptions: set[JetStreamContext.PullSubscription] = set()
         self._capacity_freed = asyncio.Event()
         self._heartbeat: asyncio.Task[None] | None = None
         self.heartbeat_file: Path | None = None
@@ -141,8 +142,16 @@ class JetStreamBroker(AsyncBroker):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
             self._heartbeat = None
+        if self._nc is not None:
+            await self._stop_fetching()
         if self._nc is not None and self._inflight:
-            await self._hand_back(list(self._inflight), "worker shutting down")
+            # Whatever is still here outlived the grace period (or a second signal came): hand it
+            # back first, then cancel it, so its cancellation is never saved as its result.
+            unfinished = list(self._inflight)
+            await self._hand_back(unfinished, "worker shutting down")
+            for delivery in unfinished:
+                if delivery.runner is not None and not delivery.runner.done():
+                    delivery.runner.cancel()
         await super().shutdown()
         if self._nc is not None:
             # flush + close, not drain: drain waits out a pending pull request for up to 30 s.
@@ -214,14 +223,36 @@ class JetStreamBroker(AsyncBroker):
 
     async def _subscribe(self, queue: str) -> JetStreamContext.PullSubscription:
         await self._ensure_consumer(queue)
-        return await self.js.pull_subscribe_bind(
+        subscription = await self.js.pull_subscribe_bind(
             self.layout.consumer(queue), stream=self.layout.stream
         )
+        self._subscriptions.add(subscription)
+        return subscription
+
+    async def _stop_fetching(self) -> None:
+        """Withdraw open pull requests, so a handed-back message is not redelivered to this
+        departing worker, and hand back what already arrived but was never fetched."""
+        arrived = []
+        for subscription in list(self._subscriptions):
+            self._subscriptions.discard(subscription)
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+            queue = subscription._sub._pending_queue
+            while not queue.empty():
+                msg = queue.get_nowait()
+                if msg.data and msg.reply:
+                    arrived.append(msg)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.nc.flush(), self.settings.connect_timeout_s)
+        for msg in arrived:
+            with contextlib.suppress(Exception):
+                await msg.nak()
 
     async def _resubscribe(
         self, subscription: JetStreamContext.PullSubscription, queue: str
     ) -> JetStreamContext.PullSubscription:
         """Fetch can stall for good after some reconnects: start over with a fresh one."""
+        self._subscriptions.discard(subscription)
         with contextlib.suppress(Exception):
             await subscription.unsubscribe()
         while True:
@@ -244,8 +275,10 @@ class JetStreamBroker(AsyncBroker):
         """Nak unfinished deliveries so another worker takes them now, not after ack_wait."""
         logger.info("handing back %d task(s): %s", len(deliveries), why)
         for delivery in deliveries:
-            with contextlib.suppress(Exception):
+            try:
                 await delivery.nak()
+            except Exception as exc:
+                logger.warning("could not hand back task %s: %r", delivery.message.task_id, exc)
 
     async def _extend_leases(self) -> None:
         interval = self.settings.heartbeat_interval_s

@@ -109,8 +109,8 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
 
     async def set_result(self, task_id: str, result: TaskiqResult[_ReturnType]) -> None:
         delivery = current_delivery.get()
-        if delivery is not None and delivery.retry_in_s is not None:
-            return  # not the final outcome: the task runs again
+        if delivery is not None and (delivery.retry_in_s is not None or delivery.settled):
+            return  # not the final outcome: the task runs again (retry, or handed back)
         try:
             await self.redis.set(
                 self.layout.result_key(task_id), dump_result(result), ex=self._ttl_s

@@ -92,6 +92,16 @@ async def slow(key: str, seconds: float) -> str:
 
 
 @register_task()
+async def stubborn(key: str) -> int:
+    """Hangs on its first run only, so a handed-back run shows up as a quick second one."""
+    redis = await _redis()
+    runs = int(await redis.incr(f"test-count:{key}"))
+    if runs == 1:
+        await asyncio.sleep(3600)
+    return runs
+
+
+@register_task()
 async def polite(seconds: float) -> str:
     """Cleans up when its soft time limit cancels it."""
     try:

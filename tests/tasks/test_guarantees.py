@@ -29,6 +29,10 @@ async def _count(broker: JetStreamBroker, prefix: str, key: str) -> int:
     return int(await broker.results.redis.get(f"{prefix}:{key}") or 0)
 
 
+async def _count_is(broker: JetStreamBroker, prefix: str, key: str, value: int) -> bool:
+    return await _count(broker, prefix, key) == value
+
+
 async def _dead(broker: JetStreamBroker, task_id: str) -> list[object]:
     return [e for e in await broker.dlq.entries(limit=1000) if e.task_id == task_id]
 
@@ -339,6 +343,27 @@ async def test_sigterm_finishes_running_tasks_and_hands_back_the_rest(
     results = await asyncio.gather(*(h.wait_result(timeout=30) for h in handles))
     assert [r.return_value for r in results] == keys
     assert all([await _count(broker, "test-count", k) == 1 for k in keys]), "none ran twice"
+
+
+@pytest.mark.faults
+@pytest.mark.settings(ack_wait_s=60.0)
+async def test_task_outliving_the_grace_period_is_cancelled_and_handed_back(
+    broker: JetStreamBroker, start_worker: StartWorker, js: JetStreamContext, settings: Settings
+) -> None:
+    worker = await start_worker(extra=("--wait-tasks-timeout", "0.5"))
+    key = _key()
+    handle = await tasks.stubborn.kiq(key)
+    await eventually(lambda: _count_is(broker, "test-count", key, 1), what="first run under way")
+    assert await worker.stop(30) == 0
+    assert not await broker.results.is_result_ready(handle.task_id), "no result for a cut run"
+    info = await js.consumer_info(settings.stream, "workers-default")
+    assert info.num_redelivered == 0, "not redelivered to the departing worker's open pull"
+    assert (await js.stream_info(settings.stream)).state.messages == 1, "the task is kept"
+
+    await start_worker()
+    # Well inside ack_wait (60 s): the task was handed back, not left to time out.
+    result = await handle.wait_result(timeout=30)
+    assert result.return_value == 2, "the task ran again on the next worker"
 
 
 @pytest.mark.settings(worker_concurrency=2)
