@@ -38,5 +38,14 @@ test: lint typecheck
 test-faults: $(VENV)/.dev-deps
 	$(PY) -m pytest -m faults $(PYTEST_ARGS)
 
+$(VENV)/.bench-deps: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	touch $@
+
+## bench: taskjet side by side with its peers on private servers; tables + plot in bench/results/
+##        (BENCH_ARGS="--quick" for a smoke run; `python -m bench --help` for every option)
+bench: $(VENV)/.bench-deps
+	$(PY) -m bench $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .taskjet .mypy_cache .ruff_cache .pytest_cache

@@ -32,10 +32,9 @@ worker() {
 }
 
 case "$RUN_MODE" in
-    server | worker | both)
-        # Fail fast, with one clear line, on bad settings or unreachable NATS/Redis.
-        "$PYTHON" -m src check >/dev/null || exit $?
-        ;;
+    # Fail fast, with one clear line, on bad settings, missing API keys or unreachable NATS/Redis.
+    server | both) "$PYTHON" -m src check --server >/dev/null || exit $? ;;
+    worker) "$PYTHON" -m src check >/dev/null || exit $? ;;
 esac
 
 # Child pids of $1, from /proc (slim images have no procps).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -54,14 +55,18 @@ def run(
     env = servers.environ()
     env.update(RUN_MODE="both", HOST="127.0.0.1", PORT=str(http_port), PYTHON=sys.executable)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    key = _embedded_api_key(data_dir.resolve(), env)
     base = f"http://127.0.0.1:{http_port}"
+    auth = f"-H 'Authorization: Bearer {key}' " if key else ""
     typer.echo(
         f"taskjet is starting\n"
         f"  API     {base}\n  docs    {base}/docs\n  health  {base}/health\n"
         f"  NATS    {servers.nats.url}  (data in {servers.nats.data_dir})\n"
         f"  Redis   {servers.redis.url}  (data in {servers.redis.data_dir})\n"
-        f"  try     curl -X POST {base}/process -H 'content-type: application/json' "
-        f'-d \'{{"data": {{"hello": "world"}}}}\'\n'
+        + (f"  API key {key}  (admin; kept in {data_dir / 'api-key'})\n" if key else "")
+        + f"  try     curl -X POST {base}/api/v1/tasks {auth}"
+        f"-H 'content-type: application/json' "
+        f'-d \'{{"task": "add", "args": [1, 2]}}\'\n'
         f"Press Ctrl-C to stop."
     )
     # Its own session, so one Ctrl-C becomes one orderly SIGTERM to server and worker.
@@ -81,6 +86,19 @@ def run(
     raise typer.Exit(code=status)
 
 
+def _embedded_api_key(data_dir: Path, env: dict[str, str]) -> str | None:
+    """The admin key of the embedded service: made once, kept beside its data."""
+    if env.get("TASKJET_API_KEYS") or env.get("TASKJET_AUTH") == "disabled":
+        return None
+    path = data_dir / "api-key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(24) + "\n")
+        path.chmod(0o600)
+    key = path.read_text().strip()
+    env["TASKJET_API_KEYS"] = f"admin:{key}"
+    return key
+
+
 async def _check() -> list[str]:
     from src.tasks.jetstream import JetStreamBroker
 
@@ -97,9 +115,17 @@ async def _check() -> list[str]:
 
 
 @app.command()
-def check() -> None:
+def check(
+    server: Annotated[
+        bool, typer.Option(help="Also check what the HTTP server needs (API keys).")
+    ] = False,
+) -> None:
     """Validate the configuration and reach NATS (JetStream) and Redis."""
     try:
+        if server:
+            from src.api.auth import check_auth_configured
+
+            check_auth_configured(load_settings())
         problems = asyncio.run(_check())
     except (ConfigError, ConnectionError) as exc:
         raise _fail(str(exc)) from None

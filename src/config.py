@@ -11,7 +11,14 @@ from functools import lru_cache
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "TASKJET_"
@@ -64,6 +71,10 @@ class Settings(BaseSettings):
     subject_prefix: str = Field(default="taskjet", description="Prefix of every NATS subject.")
     redis_prefix: str = Field(default="taskjet", description="Prefix of every Redis key.")
     default_queue: str = "default"
+    queues: str = Field(
+        default="",
+        description="Queues a worker consumes, comma separated (empty: the default queue).",
+    )
     stream_replicas: int = Field(default=1, ge=1, le=5)
     stream_max_bytes: int = Field(default=-1, ge=-1, description="-1: unlimited.")
     stream_max_msgs: int = Field(default=-1, ge=-1, description="-1: unlimited.")
@@ -119,7 +130,44 @@ class Settings(BaseSettings):
     )
     worker_args: str = Field(default="", description="Extra arguments for `taskiq worker`.")
 
-    result_ttl_s: int = Field(default=86_400, ge=1, description="Expiry of results in Redis.")
+    result_ttl_s: int = Field(
+        default=86_400, ge=1, description="Expiry of results and task records in Redis."
+    )
+    record_args_max_bytes: int = Field(
+        default=4096, ge=0, description="Args/kwargs shown on a task record are cut at this size."
+    )
+    record_payload_max_bytes: int = Field(
+        default=65_536,
+        ge=0,
+        description="Largest task kept whole on its record, so it can be retried by id.",
+    )
+    events_max_age_s: PositiveSeconds = Field(
+        default=3600.0, description="How long task events are kept for live updates and resume."
+    )
+    throttle_retry_s: PositiveSeconds = Field(
+        default=1.0, description="Delay before a task held back by its concurrency limit retries."
+    )
+    scheduler: bool = Field(
+        default=True, description="Run periodic schedules in this process (workers, servers)."
+    )
+    scheduler_tick_s: PositiveSeconds = Field(
+        default=0.5, description="How often due schedule ticks are looked for."
+    )
+    worker_ttl_s: PositiveSeconds = Field(
+        default=15.0, description="A worker that has not reported for this long counts as gone."
+    )
+
+    api_keys: SecretStr = Field(
+        default=SecretStr(""),
+        description="API keys, `role:key` comma separated; roles `read`, `submit`, `admin`.",
+    )
+    auth: Literal["enabled", "disabled"] = Field(
+        default="enabled",
+        description="`disabled` serves the API without keys (never in production).",
+    )
+    api_max_body_bytes: int = Field(
+        default=524_288, ge=1024, description="Larger request bodies are refused with 413."
+    )
     connect_timeout_s: PositiveSeconds = 5.0
     redis_timeout_s: PositiveSeconds = 5.0
     redis_max_connections: int = Field(default=50, ge=1, description="Per process.")
@@ -155,6 +203,25 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown setting(s) {', '.join(unknown)} (check for typos)")
         return data
 
+    @field_validator("api_keys")
+    @classmethod
+    def _valid_api_keys(cls, value: SecretStr) -> SecretStr:
+        parse_api_keys(value.get_secret_value())
+        return value
+
+    @field_validator("queues")
+    @classmethod
+    def _valid_queues(cls, value: str) -> str:
+        for name in filter(None, (q.strip() for q in value.split(","))):
+            if not set(name) <= _NAME_CHARS:
+                raise ValueError(f"queue {name!r} may only hold letters, digits, '_' and '-'")
+        return value
+
+    @property
+    def queue_names(self) -> list[str]:
+        names = [q.strip() for q in self.queues.split(",") if q.strip()]
+        return list(dict.fromkeys(names)) or [self.default_queue]
+
     @property
     def nats_servers(self) -> list[str]:
         return [url.strip() for url in self.nats_url.split(",")]
@@ -168,6 +235,34 @@ class Settings(BaseSettings):
     def fetch_timeout_s(self) -> float:
         """Pull requests stay short so shutdown and reconnects are noticed quickly."""
         return min(2.0, self.heartbeat_interval_s)
+
+    @property
+    def worker_report_interval_s(self) -> float:
+        """Workers report alive three times per `worker_ttl_s`."""
+        return min(self.heartbeat_interval_s, self.worker_ttl_s / 3)
+
+    @property
+    def api_key_roles(self) -> dict[str, str]:
+        """Key → role."""
+        return parse_api_keys(self.api_keys.get_secret_value())
+
+
+API_ROLES = ("read", "submit", "admin")
+
+
+def parse_api_keys(spec: str) -> dict[str, str]:
+    """`admin:k1,read:k2` → {"k1": "admin", "k2": "read"}; errors never echo a key."""
+    keys: dict[str, str] = {}
+    for number, item in enumerate(filter(None, (p.strip() for p in spec.split(","))), 1):
+        role, sep, key = item.partition(":")
+        if not sep or role.strip() not in API_ROLES:
+            raise ValueError(
+                f"API key #{number} must look like `role:key`, role one of {API_ROLES}"
+            )
+        if len(key.strip()) < 16:
+            raise ValueError(f"API key #{number} ({role}) is shorter than 16 characters")
+        keys[key.strip()] = role.strip()
+    return keys
 
 
 def load_settings(**overrides: object) -> Settings:

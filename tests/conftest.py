@@ -15,6 +15,7 @@ from typing import Any
 import nats
 import pytest
 from nats.js import JetStreamContext
+from pydantic import SecretStr
 
 from src.config import ENV_PREFIX, Settings, load_settings
 from src.embedded import EmbeddedServers
@@ -23,8 +24,14 @@ from src.tasks.jetstream import JetStreamBroker
 from src.tasks.layout import Layout
 from tests.support.processes import Proc, eventually, spawn, waiting_pulls, worker_args
 
+ADMIN_KEY = "admin-key-for-tests-0123456789"
+SUBMIT_KEY = "submit-key-for-tests-0123456789"
+READ_KEY = "read-key-for-tests-0123456789"
+
 # Short leases and delays keep fault tests fast; production defaults are documented in README.
 TEST_DEFAULTS: dict[str, Any] = {
+    "api_keys": f"admin:{ADMIN_KEY},submit:{SUBMIT_KEY},read:{READ_KEY}",
+    "worker_ttl_s": 3.0,
     "ack_wait_s": 3.0,
     "redelivery_delay_s": 0.5,
     "unknown_task_delay_s": 0.5,
@@ -79,7 +86,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env["REDIS_URL"] = settings.redis_url
     for name, value in settings.model_dump(exclude={"nats_url", "redis_url"}).items():
         if value != Settings.model_fields[name].default:
-            env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
+            text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+            env[f"{ENV_PREFIX}{name.upper()}"] = text
     return env
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from src.embedded import free_port, port_is_free
-from tests.support.processes import Proc, eventually, spawn
+from tests.support.processes import Proc, eventually, spawn, wait_healthy
 
 PYTHON = sys.executable
 
@@ -44,16 +44,7 @@ async def _run(tmp_path: Path, data_dir: Path, ports: dict[str, int], name: str)
 
 
 async def _wait_healthy(proc: Proc, base: str) -> None:
-    async def probe() -> bool:
-        if proc.process.poll() is not None:
-            raise AssertionError(f"taskjet run exited:\n{proc.output()}")
-        try:
-            async with httpx.AsyncClient() as client:
-                return (await client.get(f"{base}/health")).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    await eventually(probe, timeout_s=60, what="embedded service healthy")
+    await wait_healthy(proc, base, "embedded service healthy")
 
 
 async def test_run_embedded_default_and_data_survives_restart(tmp_path: Path) -> None:
@@ -67,7 +58,13 @@ async def test_run_embedded_default_and_data_survives_restart(tmp_path: Path) ->
         output = first.output()
         assert f"API     {base}" in output
         assert f"NATS    nats://127.0.0.1:{ports['nats']}" in output
+        key = (data_dir / "api-key").read_text().strip()
+        assert f"API key {key}" in output, "the generated key is printed"
+        assert (data_dir / "api-key").stat().st_mode & 0o077 == 0, "the key file is private"
+        auth = {"Authorization": f"Bearer {key}"}
         async with httpx.AsyncClient(base_url=base) as client:
+            assert (await client.post("/process", json={"data": {}})).status_code == 401
+        async with httpx.AsyncClient(base_url=base, headers=auth) as client:
             task_id = (await client.post("/process", json={"data": {"keep": 1}})).json()["task_id"]
 
             async def done() -> bool:
@@ -84,7 +81,8 @@ async def test_run_embedded_default_and_data_survives_restart(tmp_path: Path) ->
     second = await _run(tmp_path, data_dir, ports, "run-2")
     try:
         await _wait_healthy(second, base)
-        async with httpx.AsyncClient(base_url=base) as client:
+        assert (data_dir / "api-key").read_text().strip() == key, "the same key after restart"
+        async with httpx.AsyncClient(base_url=base, headers=auth) as client:
             status = (await client.get(f"/api/v1/tasks/{task_id}")).json()
         assert status["state"] == "SUCCESS"
         assert status["result"]["echo"] == {"keep": 1}

@@ -16,9 +16,16 @@ from src.config import Settings
 from src.embedded import free_port
 from src.tasks.jetstream import JetStreamBroker
 from src.tasks.layout import Layout
-from tests.conftest import StartWorker
+from tests.conftest import SUBMIT_KEY, StartWorker
 from tests.support import tasks
-from tests.support.processes import ROOT, Proc, eventually, spawn, waiting_pulls
+from tests.support.processes import (
+    ROOT,
+    Proc,
+    eventually,
+    spawn,
+    wait_healthy,
+    waiting_pulls,
+)
 
 ENTRYPOINT = str(ROOT / "docker-entrypoint.sh")
 
@@ -40,16 +47,7 @@ def _start(env: dict[str, str], tmp_path: Path, mode: str, **extra: str) -> tupl
 
 
 async def _healthy(proc: Proc, base: str) -> None:
-    async def probe() -> bool:
-        if proc.process.poll() is not None:
-            raise AssertionError(f"exited early:\n{proc.output()}")
-        try:
-            async with httpx.AsyncClient() as client:
-                return (await client.get(f"{base}/health")).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    await eventually(probe, timeout_s=60, what="server healthy")
+    await wait_healthy(proc, base)
 
 
 async def _worker_ready(proc: Proc, js: JetStreamContext, settings: Settings) -> None:
@@ -143,7 +141,8 @@ async def test_both_mode_serves_the_whole_workflow(env: dict[str, str], tmp_path
     proc, base = _start(env, tmp_path, "both")
     try:
         await _healthy(proc, base)
-        async with httpx.AsyncClient(base_url=base) as client:
+        auth = {"Authorization": f"Bearer {SUBMIT_KEY}"}
+        async with httpx.AsyncClient(base_url=base, headers=auth) as client:
             accepted = await client.post("/process", json={"data": {"via": "both"}})
             assert accepted.status_code == 202
             task_id = accepted.json()["task_id"]
@@ -188,6 +187,30 @@ async def test_unknown_run_mode(env: dict[str, str], tmp_path: Path) -> None:
     proc, _ = _start(env, tmp_path, "sideways")
     assert await proc.wait(30) == 64
     assert "unknown RUN_MODE 'sideways'" in proc.output()
+
+
+@pytest.mark.parametrize("mode", ["server", "both"])
+async def test_server_without_api_keys_refuses_to_start(
+    env: dict[str, str], tmp_path: Path, mode: str
+) -> None:
+    without = {k: v for k, v in env.items() if k != "TASKJET_API_KEYS"}
+    proc, _ = _start(without, tmp_path, mode)
+    assert await proc.wait(30) == 2
+    assert "no API keys configured" in proc.output()
+    assert "TASKJET_AUTH=disabled" in proc.output()
+
+
+async def test_server_with_auth_disabled_serves_without_keys(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    without = {k: v for k, v in env.items() if k != "TASKJET_API_KEYS"}
+    proc, base = _start({**without, "TASKJET_AUTH": "disabled"}, tmp_path, "server")
+    try:
+        await _healthy(proc, base)
+        async with httpx.AsyncClient(base_url=base) as client:
+            assert (await client.get("/api/v1/tasks")).status_code == 200
+    finally:
+        await proc.stop()
 
 
 @pytest.mark.parametrize("mode", ["server", "worker", "both"])

@@ -14,7 +14,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from src.tasks.control import TaskConflictError, TaskNotFoundError
 from src.tasks.formatter import EncodeError
+from src.tasks.records import InvalidCursorError
 
 logger = logging.getLogger("taskjet.api")
 
@@ -24,6 +26,8 @@ class ApiError(Exception):
 
     status_code = 400
     code = "bad_request"
+
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str, details: Any = None) -> None:
         super().__init__(message)
@@ -36,19 +40,64 @@ class NotFoundError(ApiError):
     code = "not_found"
 
 
+class UnauthorizedError(ApiError):
+    status_code = 401
+    code = "unauthorized"
+    headers = {"WWW-Authenticate": "Bearer"}
+
+
+class ForbiddenError(ApiError):
+    status_code = 403
+    code = "forbidden"
+
+
+class ConflictError(ApiError):
+    status_code = 409
+    code = "conflict"
+
+
+class PayloadTooLargeError(ApiError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnprocessableError(ApiError):
+    status_code = 422
+    code = "validation_error"
+
+
 class ServiceUnavailableError(ApiError):
     status_code = 503
     code = "unavailable"
 
 
-def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body = {"error": {"code": code, "message": message, "details": details}}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status_code, exc.code, exc.message, exc.details)
+    return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+
+
+async def _not_found(_: Request, exc: Exception) -> JSONResponse:
+    return error_response(404, "not_found", str(exc))
+
+
+async def _conflict(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TaskConflictError)
+    return error_response(409, "conflict", str(exc), {"state": exc.state.value})
+
+
+async def _bad_cursor(_: Request, exc: Exception) -> JSONResponse:
+    return error_response(422, "validation_error", str(exc), [{"loc": ["query", "cursor"]}])
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -63,7 +112,8 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail))
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
 
 async def _encode_error(_: Request, exc: Exception) -> JSONResponse:
@@ -80,4 +130,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(EncodeError, _encode_error)
+    app.add_exception_handler(TaskNotFoundError, _not_found)
+    app.add_exception_handler(TaskConflictError, _conflict)
+    app.add_exception_handler(InvalidCursorError, _bad_cursor)
     app.add_exception_handler(Exception, _unexpected)

@@ -21,8 +21,10 @@ if TYPE_CHECKING:
     from nats.aio.msg import Msg
 
     from src.tasks.dlq import DeadLetter
+    from src.tasks.throttle import Limits
 
 logger = logging.getLogger("taskjet.delivery")
+CANCEL_MESSAGE = "taskjet: cancelled"
 
 current_delivery: contextvars.ContextVar[Delivery | None] = contextvars.ContextVar(
     "taskjet_current_delivery", default=None
@@ -43,6 +45,11 @@ class Delivery:
     retry_in_s: float | None = None
     dead: DeadLetter | None = None
     settled: bool = False
+    # Cancellation (see `limits.py`): the asyncio task running the task's function, and
+    # whether a cancel was asked for.
+    body: asyncio.Task[object] | None = None
+    cancel_requested: bool = False
+    limits: Limits | None = None  # holds a concurrency slot until settled
     on_settle: list[Callable[[Delivery], None]] = field(default_factory=list)
 
     @property
@@ -56,6 +63,12 @@ class Delivery:
     @property
     def redelivered(self) -> bool:
         return int(self.msg.metadata.num_delivered) > 1
+
+    def request_cancel(self) -> None:
+        """Cancel the running function at its next `await`; it ends as CANCELLED."""
+        self.cancel_requested = True
+        if self.body is not None and not self.body.done():
+            self.body.cancel(CANCEL_MESSAGE)
 
     async def ack(self) -> None:
         await self._settle(self.msg.ack)

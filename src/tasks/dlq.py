@@ -21,7 +21,6 @@ from pydantic import BaseModel, Field
 from taskiq.message import TaskiqMessage
 
 from src.config import Settings
-from src.tasks.formatter import encode
 from src.tasks.layout import Layout
 
 if TYPE_CHECKING:
@@ -156,19 +155,20 @@ class DeadLetterQueue:
                 args=entry.args,
                 kwargs=entry.kwargs,
             )
-            redis = broker.results.redis
-            await redis.delete(
-                broker.layout.attempts_key(entry.task_id), broker.layout.result_key(entry.task_id)
-            )
-            await broker.js.publish(
-                broker.layout.task_subject(entry.queue),
-                encode(message),
-                headers={"Nats-Msg-Id": broker.layout.msg_id(entry.task_id, labels["dispatch"])},
-            )
+            await broker.redispatch(message, entry.queue)
             assert entry.sequence is not None
             await broker.js.delete_msg(broker.layout.dlq_stream, entry.sequence)
             requeued.append(entry.task_id)
         return requeued
+
+    async def remove(self, task_id: str) -> int:
+        """Delete the dead letters of one task (it was retried by id)."""
+        removed = 0
+        async for entry in self._scan():
+            if entry.task_id == task_id and entry.sequence is not None:
+                await self._broker.js.delete_msg(self._broker.layout.dlq_stream, entry.sequence)
+                removed += 1
+        return removed
 
     async def purge(self, task_name: str | None = None) -> int:
         """Delete dead letters for good: all of them, or those of `task_name`."""

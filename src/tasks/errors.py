@@ -42,3 +42,15 @@ class UnknownTaskError(TaskjetTaskError):
     @classmethod
     def after(cls, task_name: str, age_s: float) -> UnknownTaskError:
         return cls(f"no worker knows task {task_name!r} (waited {age_s:.0f}s)")
+
+
+class TaskCancelledError(TaskjetTaskError):
+    """The task was cancelled (API, CLI or `cancel()`) before it finished."""
+
+    @classmethod
+    def before_start(cls) -> TaskCancelledError:
+        return cls("task was cancelled before it started")
+
+    @classmethod
+    def while_running(cls) -> TaskCancelledError:
+        return cls("task was cancelled while it ran")

@@ -42,15 +42,22 @@ def decode(data: bytes) -> TaskiqMessage:
     return TaskiqMessage.model_validate_json(data)
 
 
+class EncodedMessage(BrokerMessage):
+    """A `BrokerMessage` that still knows the message it was made from (for its record)."""
+
+    source: TaskiqMessage | None = None
+
+
 class JetStreamFormatter(TaskiqFormatter):
     """JSON formatter that also binds the delivery being run to the running asyncio task."""
 
-    def dumps(self, message: TaskiqMessage) -> BrokerMessage:
-        return BrokerMessage(
+    def dumps(self, message: TaskiqMessage) -> EncodedMessage:
+        return EncodedMessage.model_construct(
             task_id=message.task_id,
             task_name=message.task_name,
             message=encode(message),
             labels=message.labels,
+            source=message,
         )
 
     def loads(self, message: bytes) -> TaskiqMessage:

@@ -16,11 +16,15 @@ from nats.aio.msg import Msg
 from taskiq.message import TaskiqMessage
 from taskiq.result import TaskiqResult
 
-from src.tasks.delivery import Delivery
+from src.tasks.delivery import Delivery, current_delivery
 from src.tasks.dlq import DeadLetter, Reason
 from src.tasks.errors import PoisonTaskError, TaskExpiredError, UnknownTaskError
+from src.tasks.events import TaskEvent
 from src.tasks.formatter import decode
 from src.tasks.policy import RetryPolicy
+from src.tasks.records import Transition
+from src.tasks.states import TaskState
+from src.tasks.throttle import LimitError, Limits
 
 if TYPE_CHECKING:
     from src.tasks.jetstream import JetStreamBroker
@@ -33,7 +37,7 @@ class DeliveryGuard:
         self.broker = broker
 
     # Before running ---------------------------------------------------------------------
-    async def admit(self, msg: Msg, queue: str) -> Delivery | None:
+    async def admit(self, msg: Msg, queue: str) -> Delivery | None:  # noqa: PLR0911  # one exit per way out
         """A `Delivery` to run, or None when the message was settled here."""
         settings = self.broker.settings
         try:
@@ -65,6 +69,9 @@ class DeliveryGuard:
             await self.give_up(delivery, "expired", TaskExpiredError.after(age_s, max_age_s))
             return None
 
+        if await self._held_back(delivery, dict(task.labels)):
+            return None
+
         if delivery.redelivered:
             try:
                 delivery.attempt = await self._count_start(message)
@@ -80,6 +87,70 @@ class DeliveryGuard:
         message.labels["attempt"] = delivery.attempt
         message.labels["redelivered"] = delivery.redelivered
         return delivery
+
+    async def _held_back(self, delivery: Delivery, local: dict[str, Any]) -> bool:
+        """Apply the task's rate and concurrency limits; True if it was settled (deferred)."""
+        message = delivery.message
+        try:
+            limits = Limits.of(message, local)
+        except LimitError as exc:
+            await self.give_up(delivery, "failed", exc)
+            return True
+        if limits is None:
+            return False
+        try:
+            wait_s = await self.broker.throttle.admit(message, limits)
+        except Exception as exc:  # Redis down: the limit cannot be checked; later
+            logger.warning("cannot check limits of %s: %s", message.task_id, exc)
+            await delivery.nak(self.broker.settings.redelivery_delay_s)
+            return True
+        if wait_s is not None:
+            await delivery.nak(wait_s)  # deferred, not failed: no attempt is counted
+            return True
+        delivery.limits = limits
+        return False
+
+    async def start(self, admitted: list[Delivery], worker_id: str) -> list[Delivery]:
+        """Mark a fetched batch STARTED in one round trip; cancelled tasks are settled here."""
+        if not admitted:
+            return []
+        broker = self.broker
+        now = time.time()
+        transitions = [
+            Transition(
+                d.message.task_id,
+                d.message.task_name,
+                TaskState.STARTED,
+                "start",
+                {
+                    "started_at": now,
+                    "worker": worker_id,
+                    "attempts": d.attempt,
+                    "ack": d.msg.reply,
+                    "seq": d.sequence,
+                },
+            )
+            for d in admitted
+        ]
+        try:
+            before = await broker.records.apply(transitions)
+        except Exception as exc:  # Redis down: the outcome could not be saved either
+            logger.warning("cannot record %d task start(s): %s", len(admitted), exc)
+            for delivery in admitted:
+                await delivery.nak(broker.settings.redelivery_delay_s)
+            return []
+        runnable: list[Delivery] = []
+        for delivery, state in zip(admitted, before, strict=True):
+            message = delivery.message
+            if state is TaskState.CANCELLED:
+                logger.info("task %s was cancelled before it started", message.task_id)
+                await delivery.ack()
+                continue
+            runnable.append(delivery)
+            await broker.events.publish(
+                TaskEvent.of(message.task_id, TaskState.STARTED), message.labels.get("client_id")
+            )
+        return runnable
 
     def policy(self, message: TaskiqMessage) -> RetryPolicy:
         task = self.broker.find_task(message.task_name)
@@ -112,16 +183,17 @@ class DeliveryGuard:
         result: TaskiqResult[Any] = TaskiqResult(
             is_err=True, return_value=None, execution_time=0.0, error=error, labels=message.labels
         )
+        delivery.dead = DeadLetter.of(message, delivery.queue, reason, delivery.attempt, error)
+        token = current_delivery.set(delivery)
         try:
             await self.broker.results.set_result(message.task_id, result)
-            await self.broker.dlq.add(
-                DeadLetter.of(message, delivery.queue, reason, delivery.attempt, error),
-                delivery.sequence,
-            )
+            await self.broker.dlq.add(delivery.dead, delivery.sequence)
         except Exception as exc:
             logger.warning("cannot dead-letter %s yet (%s); retrying later", message.task_id, exc)
             await delivery.nak(self.broker.settings.redelivery_delay_s)
             return
+        finally:
+            current_delivery.reset(token)
         await delivery.term()
 
     async def _dead_letter_raw(self, msg: Msg, queue: str, error: Exception) -> None:

@@ -16,31 +16,42 @@ import contextlib
 import ctypes
 import functools
 import logging
+import math
+import re
 import signal
 import sys
+import time
 from collections import deque
 from collections.abc import AsyncGenerator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.errors import NoServersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from taskiq.abc.broker import AsyncBroker
 from taskiq.acks import AckableMessage
-from taskiq.message import BrokerMessage
+from taskiq.message import BrokerMessage, TaskiqMessage
 
 from src.config import Settings, get_settings
 from src.tasks import provisioning
+from src.tasks.control import TaskControl
 from src.tasks.delivery import Delivery, DeliveryBytes
 from src.tasks.dlq import DeadLetterQueue, dlq_stream_config
-from src.tasks.formatter import JetStreamFormatter
+from src.tasks.events import EventBus, events_stream_config
+from src.tasks.formatter import EncodedMessage, JetStreamFormatter, decode
 from src.tasks.guard import DeliveryGuard
 from src.tasks.kicker import TaskjetTask
 from src.tasks.layout import Layout
 from src.tasks.middlewares import GuaranteesMiddleware
+from src.tasks.records import TaskRecords
 from src.tasks.results import RedisResultBackend
+from src.tasks.schedules import ScheduleStore, Ticker, code_schedules
+from src.tasks.throttle import Throttle
+from src.tasks.workers import WorkerRegistry
 
 logger = logging.getLogger("taskjet.broker")
 
@@ -49,6 +60,7 @@ DISPATCH_LABEL = "dispatch"
 # Consecutive fetch failures after which the consumer is re-provisioned and re-subscribed.
 _RESUBSCRIBE_AFTER = 3
 _ERROR_BACKOFF_S = 0.5
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class BrokerNotStartedError(RuntimeError):
@@ -67,18 +79,30 @@ class JetStreamBroker(AsyncBroker):
         self._settings = settings
         self.formatter = JetStreamFormatter()
         self.decorator_class = TaskjetTask
-        self.results: RedisResultBackend[Any] = RedisResultBackend(lambda: self.settings)
+        self.records = TaskRecords(lambda: self.results.redis, lambda: self.settings)
+        self.results: RedisResultBackend[Any] = RedisResultBackend(
+            lambda: self.settings, self.records, lambda: self.events
+        )
         self.result_backend = self.results
         self.guard = DeliveryGuard(self)
         self.dlq = DeadLetterQueue(self)
+        self.control = TaskControl(self)
+        self.workers = WorkerRegistry(self)
+        self.schedules = ScheduleStore(self)
+        self.throttle = Throttle(self)
+        self._ticker: asyncio.Task[None] | None = None
+        self._events: EventBus | None = None
         self.add_middlewares(GuaranteesMiddleware(self))
         self._nc: NATS | None = None
         self._js: JetStreamContext | None = None
         self._layout: Layout | None = None
         self._inflight: set[Delivery] = set()
+        self._running: dict[str, Delivery] = {}
+        self._reserved = 0  # capacity promised to fetches in flight
         self._subscriptions: set[JetStreamContext.PullSubscription] = set()
         self._capacity_freed = asyncio.Event()
         self._heartbeat: asyncio.Task[None] | None = None
+        self._reporter: asyncio.Task[None] | None = None
         self.heartbeat_file: Path | None = None
 
     # Configuration --------------------------------------------------------------------
@@ -107,6 +131,17 @@ class JetStreamBroker(AsyncBroker):
         return self._nc
 
     @property
+    def events(self) -> EventBus:
+        if self._events is None:
+            raise BrokerNotStartedError("the broker is not started: call broker.startup() first")
+        return self._events
+
+    @property
+    def consumed_queues(self) -> list[str]:
+        """The queues this worker takes tasks from (`TASKJET_QUEUES`)."""
+        return self.settings.queue_names
+
+    @property
     def js(self) -> JetStreamContext:
         if self._js is None:
             raise BrokerNotStartedError("the broker is not started: call broker.startup() first")
@@ -121,27 +156,52 @@ class JetStreamBroker(AsyncBroker):
         try:
             provisioning.check_server_version(self._nc)
             await provisioning.ensure_stream(
+                self._js, provisioning.schedules_stream_config(settings, self.layout)
+            )
+            await provisioning.ensure_stream(
                 self._js, provisioning.stream_config(settings, self.layout)
             )
             await provisioning.ensure_stream(self._js, dlq_stream_config(settings, self.layout))
+            await provisioning.ensure_stream(self._js, events_stream_config(settings, self.layout))
             if self.is_worker_process:
-                await self._ensure_consumer(self.layout.default_queue)
+                for queue in self.consumed_queues:
+                    await self._ensure_consumer(queue)
         except BaseException:
             await self._nc.close()
             self._nc = self._js = None
             raise
+        self._events = EventBus(self._nc, self.layout)
         await super().startup()
+        try:
+            await self.records.load_script()
+        except Exception as exc:  # Redis down: loaded on first use once it is back
+            logger.warning("cannot load the record script into Redis yet: %s", exc)
         if self.is_worker_process:
             quiet_per_task_logs()
             stop_with_parent()
+            await self._nc.subscribe(self.layout.cancel_subject, cb=self._on_cancel)
             self._heartbeat = asyncio.create_task(self._extend_leases(), name="taskjet-heartbeat")
+            self._reporter = asyncio.create_task(self._report_alive(), name="taskjet-reporter")
+            self.start_scheduler()
+
+    def start_scheduler(self) -> None:
+        """Fire periodic schedules from this process too (workers and servers call this)."""
+        if not self.settings.scheduler or self._ticker is not None:
+            return
+        code_schedules(self)  # a schedule that cannot run stops startup, with its name
+        self._ticker = asyncio.create_task(Ticker(self).run(), name="taskjet-scheduler")
 
     async def shutdown(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
-            self._heartbeat = None
+        for background in (self._ticker, self._heartbeat, self._reporter):
+            # A cancellation that lands inside a Redis call can be swallowed by the client:
+            # cancel again until the task is really gone.
+            while background is not None and not background.done():
+                background.cancel()
+                await asyncio.wait({background}, timeout=0.1)
+        self._heartbeat = self._reporter = self._ticker = None
+        if self.is_worker_process and self.results._redis is not None:
+            with contextlib.suppress(Exception):
+                await self.workers.withdraw()
         if self._nc is not None:
             await self._stop_fetching()
         if self._nc is not None and self._inflight:
@@ -159,6 +219,7 @@ class JetStreamBroker(AsyncBroker):
                 await asyncio.wait_for(self._nc.flush(), self.settings.connect_timeout_s)
             await self._nc.close()
             self._nc = self._js = None
+            self._events = None
 
     async def _ensure_consumer(self, queue: str) -> None:
         await provisioning.ensure_consumer(
@@ -169,29 +230,104 @@ class JetStreamBroker(AsyncBroker):
 
     # Sending --------------------------------------------------------------------------
     async def kick(self, message: BrokerMessage) -> None:
+        """Publish, and write the PENDING record alongside (batched with concurrent kicks)."""
         queue = str(message.labels.get(QUEUE_LABEL) or self.layout.default_queue)
+        if not _QUEUE_NAME.fullmatch(queue):
+            raise ValueError(f"queue name {queue!r} may only hold letters, digits, '_' and '-'")
         dispatch = int(message.labels.get(DISPATCH_LABEL, 1))
+        source = _as_taskiq_message(message)
+        due_at = due_time(message.labels)
+        record = self.records.submit(
+            self.records.queued(source, queue, message.message, due_at=due_at)
+        )
+        msg_id = self.layout.msg_id(message.task_id, dispatch)
+        if due_at is not None and due_at > time.time():
+            # Held by the server, not by a worker: no slot, no unacked message meanwhile.
+            publish = self.js.publish(
+                self.layout.delayed_subject(message.task_id),
+                message.message,
+                headers={
+                    "Nats-Msg-Id": msg_id,
+                    "Nats-Schedule": f"@at {rfc3339(due_at)}",
+                    "Nats-Schedule-Target": self.layout.due_subject(queue),
+                    "Nats-Schedule-TTL": DUE_COPY_TTL,
+                },
+            )
+        else:
+            publish = self.js.publish(
+                self.layout.task_subject(queue), message.message, headers={"Nats-Msg-Id": msg_id}
+            )
+        ack, before = await asyncio.gather(publish, record, return_exceptions=True)
+        if isinstance(ack, BaseException):
+            raise ack
+        if isinstance(before, BaseException):
+            # The task is queued; only its record is missing until a worker starts it.
+            logger.warning("record of task %s not written: %s", message.task_id, before)
+        elif before is not None and before.terminal and not ack.duplicate:
+            # A finished task's id dispatched anew (outside the duplicate window): a new run.
+            await self.records.apply(
+                [self.records.queued(source, queue, message.message, mode="reset")]
+            )
+
+    async def redispatch(self, message: TaskiqMessage, queue: str | None = None) -> None:
+        """Queue a known task again (retry by id, requeue): fresh record state and counters."""
+        queue = queue or str(message.labels.get(QUEUE_LABEL) or self.layout.default_queue)
+        payload = self.formatter.dumps(message).message
+        await self.records.apply([self.records.queued(message, queue, payload, mode="reset")])
+        await self.results.redis.delete(
+            self.layout.attempts_key(message.task_id), self.layout.result_key(message.task_id)
+        )
         await self.js.publish(
             self.layout.task_subject(queue),
-            message.message,
-            headers={"Nats-Msg-Id": self.layout.msg_id(message.task_id, dispatch)},
+            payload,
+            headers={
+                "Nats-Msg-Id": self.layout.msg_id(
+                    message.task_id, int(message.labels.get(DISPATCH_LABEL, 1))
+                )
+            },
         )
 
     # Receiving ------------------------------------------------------------------------
     async def listen(self) -> AsyncGenerator[bytes | AckableMessage, None]:
-        queue = self.layout.default_queue
+        """Fetch from every consumed queue at once; yield admitted tasks as they come."""
+        ready: asyncio.Queue[list[Delivery]] = asyncio.Queue()
+        fetchers = [
+            asyncio.create_task(self._fetch_into(queue, ready), name=f"taskjet-fetch-{queue}")
+            for queue in self.consumed_queues
+        ]
+        pending: deque[Delivery] = deque()
+        try:
+            while True:
+                pending.extend(await ready.get())
+                while pending:
+                    delivery = pending.popleft()
+                    yield AckableMessage.model_construct(
+                        data=DeliveryBytes.wrap(delivery.msg.data, delivery),
+                        ack=functools.partial(self.guard.finish, delivery),
+                    )
+        finally:
+            for fetcher in fetchers:
+                fetcher.cancel()
+            await asyncio.gather(*fetchers, return_exceptions=True)
+            while not ready.empty():
+                pending.extend(ready.get_nowait())
+            if pending:
+                await self._hand_back(list(pending), "listener closed")
+
+    async def _fetch_into(self, queue: str, ready: asyncio.Queue[list[Delivery]]) -> None:
+        """One queue's fetch loop: batches sized to the free capacity this process has left."""
         subscription = await self._subscribe(queue)
         failures = 0
         while True:
-            free = self.settings.worker_concurrency - len(self._inflight)
+            free = self.settings.worker_concurrency - len(self._inflight) - self._reserved
             if free <= 0:
                 self._capacity_freed.clear()
                 await self._capacity_freed.wait()
                 continue
+            wanted = min(free, self.settings.fetch_batch)
+            self._reserved += wanted
             try:
-                msgs = await subscription.fetch(
-                    min(free, self.settings.fetch_batch), timeout=self.settings.fetch_timeout_s
-                )
+                msgs = await subscription.fetch(wanted, timeout=self.settings.fetch_timeout_s)
             except (TimeoutError, NatsTimeoutError):
                 failures = 0
                 continue
@@ -202,24 +338,20 @@ class JetStreamBroker(AsyncBroker):
                 if failures >= _RESUBSCRIBE_AFTER:
                     subscription = await self._resubscribe(subscription, queue)
                 continue
+            finally:
+                self._reserved -= wanted
             failures = 0
-            pending: deque[Delivery] = deque()
+            admitted: list[Delivery] = []
             for msg in msgs:
                 delivery = await self.guard.admit(msg, queue)
                 if delivery is not None:
                     delivery.on_settle.append(self._forget)
                     self._inflight.add(delivery)
-                    pending.append(delivery)
-            try:
-                while pending:
-                    delivery = pending.popleft()
-                    yield AckableMessage.model_construct(
-                        data=DeliveryBytes.wrap(delivery.msg.data, delivery),
-                        ack=functools.partial(self.guard.finish, delivery),
-                    )
-            finally:
-                if pending:
-                    await self._hand_back(list(pending), "listener closed")
+                    self._running[delivery.message.task_id] = delivery
+                    admitted.append(delivery)
+            started = await self.guard.start(admitted, self.workers.worker_id)
+            if started:
+                ready.put_nowait(started)
 
     async def _subscribe(self, queue: str) -> JetStreamContext.PullSubscription:
         await self._ensure_consumer(queue)
@@ -268,8 +400,29 @@ class JetStreamBroker(AsyncBroker):
                 await asyncio.sleep(_ERROR_BACKOFF_S)
 
     def _forget(self, delivery: Delivery) -> None:
+        if delivery.limits is not None and delivery.limits.concurrency is not None:
+            release = asyncio.ensure_future(
+                self.throttle.release(delivery.message, delivery.limits)
+            )
+            release.add_done_callback(_log_failure)
         self._inflight.discard(delivery)
+        if self._running.get(delivery.message.task_id) is delivery:
+            del self._running[delivery.message.task_id]
         self._capacity_freed.set()
+
+    async def _on_cancel(self, msg: Msg) -> None:
+        delivery = self._running.get(msg.data.decode(errors="replace"))
+        if delivery is not None and not delivery.settled:
+            logger.info("cancelling task %s", delivery.message.task_id)
+            delivery.request_cancel()
+
+    async def _report_alive(self) -> None:
+        while True:
+            try:
+                await self.workers.report(len(self._inflight), self.consumed_queues)
+            except Exception as exc:
+                logger.warning("cannot report this worker alive: %s", exc)
+            await asyncio.sleep(self.settings.worker_report_interval_s)
 
     async def _hand_back(self, deliveries: list[Delivery], why: str) -> None:
         """Nak unfinished deliveries so another worker takes them now, not after ack_wait."""
@@ -298,8 +451,62 @@ class JetStreamBroker(AsyncBroker):
                     logger.warning(
                         "could not extend lease of %s: %s", delivery.message.task_id, exc
                     )
+            holders = [
+                (d.message, d.limits)
+                for d in self._inflight
+                if d.limits is not None and d.limits.concurrency is not None and not d.settled
+            ]
+            if holders:
+                try:
+                    await self.throttle.renew(holders)
+                except Exception as exc:
+                    logger.warning("could not renew concurrency slots: %s", exc)
             if self.heartbeat_file is not None:
                 self.heartbeat_file.touch()
+
+
+def _log_failure(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.warning("background write failed (it expires by itself): %s", future.exception())
+
+
+# How long the schedules stream keeps the due copy of a delayed task after moving it on.
+DUE_COPY_TTL = "5m"
+
+
+def due_time(labels: dict[str, Any]) -> float | None:
+    """Unix time a task must not start before, from its `delay` (seconds) or `eta` label."""
+    eta = labels.get("eta")
+    if eta is not None:
+        if isinstance(eta, int | float):
+            return float(eta)
+        try:
+            moment = datetime.fromisoformat(str(eta))
+        except ValueError as exc:
+            raise ValueError(f"eta {eta!r} is not an ISO 8601 time or a Unix timestamp") from exc
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    delay = labels.get("delay")
+    if delay is not None:
+        seconds = float(delay)
+        if seconds < 0:
+            raise ValueError(f"delay must not be negative, got {delay!r}")
+        return time.time() + seconds if seconds else None
+    return None
+
+
+def rfc3339(timestamp: float) -> str:
+    """Whole seconds, rounded up: a schedule never fires before the time asked for."""
+    moment = datetime.fromtimestamp(math.ceil(timestamp), tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _as_taskiq_message(message: BrokerMessage) -> TaskiqMessage:
+    """The message a record is written from, without decoding the body again if possible."""
+    if isinstance(message, EncodedMessage) and message.source is not None:
+        return message.source
+    return decode(message.message)
 
 
 class _PerTaskLogFilter(logging.Filter):

@@ -17,7 +17,7 @@ from taskiq.task import AsyncTaskiqTask
 from typing_extensions import ParamSpec
 
 from src.tasks.formatter import EncodeError
-from src.tasks.limits import with_soft_timeout
+from src.tasks.limits import with_limits
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -77,8 +77,8 @@ class TaskjetKicker(AsyncKicker[_P, _R]):
         try:
             task = await super().kiq(*args, **kwargs)
         except SendTaskError as exc:
-            if isinstance(exc.__cause__, EncodeError):
-                raise exc.__cause__ from None
+            if isinstance(exc.__cause__, EncodeError | ValueError):
+                raise exc.__cause__ from None  # bad input: say what, not "cannot send"
             raise
         return TaskHandle(task.task_id, task.result_backend, task.return_type)
 
@@ -89,7 +89,7 @@ class TaskjetTask(AsyncTaskiqDecoratedTask[_P, _R]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if asyncio.iscoroutinefunction(self.original_func):
-            self.original_func = with_soft_timeout(self.original_func)  # type: ignore[assignment]
+            self.original_func = with_limits(self.original_func)  # type: ignore[assignment]
 
     def kicker(self) -> TaskjetKicker[_P, _R]:
         return TaskjetKicker(

@@ -46,6 +46,50 @@ class Layout:
     def dlq_subject(self, queue: str) -> str:
         return f"{self.subject_prefix}.dlq.{queue}"
 
+    @property
+    def schedules_stream(self) -> str:
+        """Delayed tasks, held by the server until due (JetStream message schedules)."""
+        return f"{self.stream}_SCHEDULES"
+
+    def delayed_subject(self, task_id: str) -> str:
+        return f"{self.subject_prefix}.delayed.{task_id}"
+
+    @property
+    def delayed_subjects(self) -> str:
+        return f"{self.subject_prefix}.delayed.>"
+
+    def due_subject(self, queue: str) -> str:
+        """Where a delayed task lands when due; the task stream sources it as `tasks.<queue>`."""
+        return f"{self.subject_prefix}.due.{queue}"
+
+    @property
+    def due_subjects(self) -> str:
+        return f"{self.subject_prefix}.due.>"
+
+    @property
+    def events_stream(self) -> str:
+        """Short-lived task events (state changes, progress) for live updates."""
+        return f"{self.stream}_EVENTS"
+
+    @property
+    def events_subjects(self) -> str:
+        return f"{self.subject_prefix}.events.>"
+
+    def event_subject(self, task_id: str, client_id: str | None = None) -> str:
+        """`<prefix>.events.<client or _>.<task id>`: filterable by task and by client."""
+        return f"{self.subject_prefix}.events.{client_id or '_'}.{task_id}"
+
+    def task_events(self, task_id: str) -> str:
+        return f"{self.subject_prefix}.events.*.{task_id}"
+
+    def client_events(self, client_id: str) -> str:
+        return f"{self.subject_prefix}.events.{client_id}.*"
+
+    @property
+    def cancel_subject(self) -> str:
+        """Core NATS broadcast: every worker hears every cancellation."""
+        return f"{self.subject_prefix}.control.cancel"
+
     def consumer(self, queue: str) -> str:
         """The one durable pull consumer all workers of a queue share."""
         return f"workers-{queue}"
@@ -58,6 +102,31 @@ class Layout:
     # Redis ------------------------------------------------------------------------------
     def result_key(self, task_id: str) -> str:
         return f"{self.redis_prefix}:result:{task_id}"
+
+    def record_key(self, task_id: str) -> str:
+        """Hash: the task's state record."""
+        return f"{self.redis_prefix}:task:{task_id}"
+
+    def index_key(self, kind: str, value: str = "") -> str:
+        """Sorted sets of task ids by queue time: `all`, `state:<STATE>`, `name:<task name>`."""
+        return f"{self.redis_prefix}:idx:{kind}{':' if value else ''}{value}"
+
+    @property
+    def schedules_key(self) -> str:
+        """Hash: dynamic schedule id → its definition (JSON)."""
+        return f"{self.redis_prefix}:schedules"
+
+    def schedule_runs_key(self, schedule_id: str) -> str:
+        """Hash: a schedule's last run (tick time and the task it produced)."""
+        return f"{self.redis_prefix}:schedule-runs:{schedule_id}"
+
+    def worker_key(self, worker_id: str) -> str:
+        """A live worker's report; expires when it stops reporting."""
+        return f"{self.redis_prefix}:worker:{worker_id}"
+
+    @property
+    def workers_pattern(self) -> str:
+        return f"{self.redis_prefix}:worker:*"
 
     def attempts_key(self, task_id: str) -> str:
         """Hash of `starts` (redelivered starts) and `failures`; written only off the happy path."""

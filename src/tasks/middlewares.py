@@ -16,6 +16,7 @@ from taskiq.result import TaskiqResult
 
 from src.tasks.delivery import current_delivery
 from src.tasks.dlq import DeadLetter
+from src.tasks.errors import TaskCancelledError
 
 if TYPE_CHECKING:
     from src.tasks.jetstream import JetStreamBroker
@@ -40,8 +41,8 @@ class GuaranteesMiddleware(TaskiqMiddleware):
         self, message: TaskiqMessage, result: TaskiqResult[Any], exception: BaseException
     ) -> None:
         delivery = current_delivery.get()
-        if delivery is None:
-            return
+        if delivery is None or isinstance(exception, TaskCancelledError):
+            return  # a cancelled task ends CANCELLED: asked for, so neither retried nor dead
         guard = self._taskjet.guard
         policy = guard.policy(message)
         try:

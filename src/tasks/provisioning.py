@@ -20,6 +20,8 @@ from nats.js.api import (
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    StreamSource,
+    SubjectTransform,
 )
 from nats.js.errors import APIError, NotFoundError
 
@@ -33,6 +35,9 @@ MIN_NATS_VERSION = (2, 14, 0)
 
 _STREAM_FIELDS = (
     "subjects",
+    "sources",
+    "allow_msg_schedules",
+    "allow_msg_ttl",
     "retention",
     "storage",
     "discard",
@@ -86,6 +91,33 @@ def stream_config(settings: Settings, layout: Layout) -> StreamConfig:
         max_age=0,
         duplicate_window=settings.duplicate_window_s,
         num_replicas=settings.stream_replicas,
+        # Delayed tasks come in from the schedules stream when due.
+        sources=[
+            StreamSource(
+                name=layout.schedules_stream,
+                subject_transforms=[
+                    SubjectTransform(src=layout.due_subjects, dest=layout.task_subjects)
+                ],
+            )
+        ],
+    )
+
+
+def schedules_stream_config(settings: Settings, layout: Layout) -> StreamConfig:
+    """Delayed tasks wait here as `@at` message schedules. Limits retention (schedules cannot
+    live in a work queue); a due copy is kept only briefly (`Nats-Schedule-TTL`)."""
+    return StreamConfig(
+        name=layout.schedules_stream,
+        description="taskjet delayed tasks",
+        subjects=[layout.delayed_subjects, layout.due_subjects],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        max_age=0,
+        duplicate_window=settings.duplicate_window_s,
+        num_replicas=settings.stream_replicas,
+        allow_msg_schedules=True,
+        allow_msg_ttl=True,
     )
 
 
@@ -106,6 +138,10 @@ def consumer_config(settings: Settings, layout: Layout, queue: str) -> ConsumerC
 
 
 def _normalise(value: Any) -> Any:
+    if isinstance(value, list) and value and isinstance(value[0], StreamSource):
+        return sorted(
+            (s.name, tuple((t.src, t.dest) for t in s.subject_transforms or ())) for s in value
+        )
     if hasattr(value, "value"):
         return value.value
     if isinstance(value, float) and value.is_integer():

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import time
+import traceback as tb
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import orjson
 from pydantic_core import PydanticSerializationError
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -18,8 +21,12 @@ from taskiq.exceptions import ResultGetError
 from taskiq.result import TaskiqResult
 
 from src.config import Settings
-from src.tasks.delivery import current_delivery
+from src.tasks.delivery import Delivery, current_delivery
+from src.tasks.errors import TaskCancelledError
+from src.tasks.events import EventBus, TaskEvent
 from src.tasks.layout import Layout
+from src.tasks.records import TaskRecords, Transition
+from src.tasks.states import TaskState
 
 logger = logging.getLogger("taskjet.results")
 
@@ -68,6 +75,34 @@ def dump_result(result: TaskiqResult[Any]) -> bytes:
         return replacement.model_dump_json().encode()
 
 
+def outcome(
+    delivery: Delivery, result: TaskiqResult[Any]
+) -> tuple[TaskState, dict[str, str | float | int]]:
+    """The record state a finished run leads to, and the fields that describe it."""
+    fields: dict[str, str | float | int] = {
+        "finished_at": time.time(),
+        "runtime_s": round(result.execution_time, 6),
+    }
+    error = result.error
+    if delivery.retry_in_s is not None:
+        state = TaskState.RETRYING
+        fields["retry_at"] = time.time() + delivery.retry_in_s
+    elif delivery.dead is not None:
+        state = TaskState.DEAD
+    elif result.is_err and isinstance(error, TaskCancelledError):
+        state = TaskState.CANCELLED
+    elif result.is_err:
+        state = TaskState.FAILURE
+    else:
+        return TaskState.SUCCESS, fields
+    if error is not None:
+        fields["error_type"] = type(error).__name__
+        fields["error_message"] = str(error)[:2000]
+        trace = delivery.dead.traceback if delivery.dead else None
+        fields["traceback"] = (trace or "".join(tb.format_exception(error)))[-8000:]
+    return state, fields
+
+
 def load_result(raw: bytes | str) -> TaskiqResult[Any]:
     return TaskiqResult[Any].model_validate(orjson.loads(raw))
 
@@ -79,10 +114,17 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
     JetStream instead of being acked with its result lost.
     """
 
-    def __init__(self, settings: Callable[[], Settings]) -> None:
+    def __init__(
+        self,
+        settings: Callable[[], Settings],
+        records: TaskRecords | None = None,
+        events: Callable[[], EventBus] | None = None,
+    ) -> None:
         self._settings = settings
         self._redis: Redis | None = None
         self._layout: Layout | None = None
+        self.records = records
+        self.events = events
 
     @property
     def redis(self) -> Redis:
@@ -108,17 +150,46 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
             self._redis = None
 
     async def set_result(self, task_id: str, result: TaskiqResult[_ReturnType]) -> None:
+        """Store the result and the record's final state in one round trip, then announce it.
+
+        A failure that will be retried stores no result (waiters see only the final outcome),
+        only the RETRYING state; a run handed back at shutdown stores nothing.
+        """
         delivery = current_delivery.get()
-        if delivery is not None and (delivery.retry_in_s is not None or delivery.settled):
-            return  # not the final outcome: the task runs again (retry, or handed back)
-        try:
+        if delivery is None or self.records is None:
             await self.redis.set(
                 self.layout.result_key(task_id), dump_result(result), ex=self._ttl_s
             )
+            return
+        if delivery.settled:
+            return
+        state, fields = outcome(delivery, result)
+        message = delivery.message
+        transition = Transition(
+            task_id,
+            message.task_name,
+            state,
+            "advance" if state is TaskState.RETRYING else "force",
+            fields,
+        )
+        records = self.records
+
+        def build(pipe: Pipeline) -> None:
+            if state is not TaskState.RETRYING:
+                pipe.set(self.layout.result_key(task_id), dump_result(result), ex=self._ttl_s)
+            records.queue_transition(pipe, transition)
+
+        try:
+            await records.batched(build)  # one round trip with the other tasks ending now
         except Exception:
-            if delivery is not None:
-                delivery.save_failed = True
+            delivery.save_failed = True
             raise
+        if self.events is not None:
+            error = fields.get("error_message")
+            await self.events().publish(
+                TaskEvent.of(task_id, state, str(error) if error is not None else None),
+                message.labels.get("client_id"),
+            )
 
     async def is_result_ready(self, task_id: str) -> bool:
         return bool(await self.redis.exists(self.layout.result_key(task_id)))

@@ -2,38 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import httpx
 import pytest
 
 from src.api.app import create_app
-from src.config import Settings
+from src.config import ConfigError, load_settings
 from src.embedded import EmbeddedServers
 from src.tasks.broker import broker as app_broker
+from tests.api.conftest import api_client
 from tests.conftest import StartWorker, isolated_settings
 from tests.support.processes import eventually
 
 
 async def _healthy(client: httpx.AsyncClient) -> bool:
     return (await client.get("/health")).status_code == 200
-
-
-@asynccontextmanager
-async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The app with its lifespan (broker on real NATS and Redis), spoken to over ASGI."""
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://taskjet") as client:
-            yield client
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(settings) as client:
-        yield client
 
 
 async def test_process_then_status(client: httpx.AsyncClient, start_worker: StartWorker) -> None:
@@ -63,19 +45,16 @@ async def test_failed_task_status_names_the_error(
     handle = await fail_task.kiq("broken on purpose")
     await handle.wait_result(timeout=30)
     status = (await client.get(f"/api/v1/tasks/{handle.task_id}")).json()
-    assert status["state"] == "FAILURE"
-    assert status["error"] == {"type": "RuntimeError", "message": "broken on purpose"}
+    assert status["state"] == "DEAD", "a failure that is not retried is dead-lettered"
+    assert status["error"]["type"] == "RuntimeError"
+    assert status["error"]["message"] == "broken on purpose"
+    assert "RuntimeError: broken on purpose" in status["error"]["traceback"]
 
 
-async def test_unknown_task_id_is_pending(client: httpx.AsyncClient) -> None:
-    status = (await client.get("/api/v1/tasks/does-not-exist")).json()
-    assert status == {
-        "task_id": "does-not-exist",
-        "state": "PENDING",
-        "result": None,
-        "error": None,
-        "execution_time_s": None,
-    }
+async def test_unknown_task_id_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/tasks/does-not-exist")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
 
 
 @pytest.mark.parametrize(
@@ -154,7 +133,13 @@ async def test_health_503_while_nats_is_down(private_servers: EmbeddedServers) -
         await eventually(lambda: _healthy(client), what="health back to 200 after NATS restart")
 
 
+def test_app_refuses_to_start_without_api_keys() -> None:
+    with pytest.raises(ConfigError, match="no API keys configured"):
+        create_app(load_settings())
+
+
 def test_app_uses_the_application_broker() -> None:
-    app = create_app()
+    app = create_app(load_settings(auth="disabled"))
     assert app.title == "taskjet"
+    assert app.state.broker is app_broker
     assert app_broker.find_task("src.tasks.example:example_task") is not None

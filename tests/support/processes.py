@@ -119,3 +119,31 @@ class _Pid:
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
+
+
+async def wait_healthy(proc: Proc, base: str, what: str = "server healthy") -> None:
+    """Until `GET {base}/health` answers 200; fails at once if the process exits."""
+    import httpx
+
+    async def probe() -> bool:
+        if proc.process.poll() is not None:
+            raise AssertionError(f"exited early:\n{proc.output()}")
+        try:
+            async with httpx.AsyncClient() as client:
+                return (await client.get(f"{base}/health")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    await eventually(probe, timeout_s=60, what=what)
+
+
+def spawn_server(env: dict[str, str], log: Path) -> tuple[Proc, str]:
+    """The API under uvicorn in its own process, on a free port; returns it and its URL."""
+    import sys
+
+    from src.embedded import free_port
+
+    port = free_port()
+    args = [sys.executable, "-m", "uvicorn", "src.api.app:create_app", "--factory",
+            "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]  # fmt: skip
+    return spawn(args, env, log), f"http://127.0.0.1:{port}"

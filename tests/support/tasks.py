@@ -10,6 +10,7 @@ from typing import Any
 from taskiq import Context, TaskiqDepends
 
 from src.tasks.broker import broker, register_task
+from src.tasks.progress import Progress
 
 
 class PaymentDeclinedError(Exception):
@@ -116,3 +117,106 @@ async def crash_worker(key: str) -> None:
     """Kills the worker process running it, every time: a poison task."""
     await (await _redis()).incr(f"test-count:{key}")
     os._exit(1)
+
+
+# Lifecycle and API ---------------------------------------------------------------------------
+@register_task(api=True)
+async def typed(name: str, count: int = 1, tags: list[str] | None = None) -> dict[str, Any]:
+    """Arguments with types, for validation against the signature."""
+    return {"name": name, "count": count, "tags": tags or []}
+
+
+@register_task(api=True)
+async def stepper(steps: int, progress: Progress = TaskiqDepends()) -> int:
+    """Reports progress at every step."""
+    for step in range(steps):
+        await progress.update(current=step + 1, total=steps, stage="step", message=f"{step + 1}")
+    return steps
+
+
+@register_task(api=True)
+async def gated(key: str, progress: Progress = TaskiqDepends()) -> str:
+    """Reports one step, then waits until the test opens its gate (a Redis key)."""
+    redis = await _redis()
+    await redis.incr(f"test-count:{key}")
+    await progress.update(current=0, total=1, stage="waiting")
+    while not await redis.exists(f"test-gate:{key}"):
+        await asyncio.sleep(0.02)
+    await progress.update(current=1, total=1, stage="done")
+    return key
+
+
+@register_task(api=True)
+async def hang(key: str) -> str:
+    """Counts its start and runs until it is cancelled (or for an hour)."""
+    redis = await _redis()
+    await redis.incr(f"test-count:{key}")
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        await redis.incr(f"test-cancelled:{key}")
+        raise
+    return key
+
+
+@register_task(api=True)
+async def fails_first(key: str) -> str:
+    """Fails on its first run only (not retried: it is dead-lettered), then succeeds."""
+    redis = await _redis()
+    if int(await redis.incr(f"test-count:{key}")) == 1:
+        raise RuntimeError("first run fails")
+    return key
+
+
+@register_task()
+async def internal_only() -> None:
+    """Registered without `api=True`: the API must not run it."""
+
+
+# Scheduling and routing ----------------------------------------------------------------------
+@register_task(api=True)
+async def tick(key: str, context: Context = TaskiqDepends()) -> float:
+    """Counts runs per scheduled tick: any tick run twice shows as a count of 2."""
+    scheduled_for = float(context.message.labels.get("scheduled_for", 0))
+    redis = await _redis()
+    await redis.hincrby(f"test-ticks:{key}", f"{scheduled_for:.3f}", 1)
+    return scheduled_for
+
+
+@register_task()
+async def when(key: str) -> float:
+    """Records when it started."""
+    now = time.time()
+    await (await _redis()).set(f"test-when:{key}", now)
+    return now
+
+
+@register_task(queue_name="email")
+async def send_email(key: str) -> str:
+    await (await _redis()).incr(f"test-count:{key}")
+    return key
+
+
+@register_task(rate_limit="4/s")
+async def rate_limited(key: str, context: Context = TaskiqDepends()) -> int:
+    """Counts its starts per rate window (the window its start was counted in)."""
+    window = int(context.message.labels["rate_window"])
+    await (await _redis()).hincrby(f"test-windows:{key}", str(window), 1)
+    return window
+
+
+_MAX_SCRIPT = (
+    "if tonumber(ARGV[1]) > tonumber(redis.call('GET', KEYS[1]) or 0) then "
+    "redis.call('SET', KEYS[1], ARGV[1]) end"
+)
+
+
+@register_task(concurrency=2, limit_key="group")
+async def one_group_at_a_time(key: str, group: str) -> None:
+    """Tracks how many runs of its group overlap; the most ever seen is kept."""
+    redis = await _redis()
+    running = int(await redis.incr(f"test-running:{key}:{group}"))
+    await redis.eval(_MAX_SCRIPT, 1, f"test-max:{key}:{group}", running)
+    await asyncio.sleep(0.2)
+    await redis.decr(f"test-running:{key}:{group}")
+    await redis.incr(f"test-count:{key}")

@@ -75,8 +75,8 @@ async def test_redis_outage_mid_run_every_result_lands(
     private_servers.redis.stop()
     second = [await tasks.echo.kiq(k) for k in keys[30:]]  # publishing needs only NATS
     await eventually(
-        lambda: asyncio.sleep(0, "outcome not saved" in worker.output()),
-        what="worker noticed results cannot be saved",
+        lambda: asyncio.sleep(0, "cannot record" in worker.output()),
+        what="worker noticed task starts cannot be recorded (and handed them back)",
     )
     private_servers.redis.start()
     results = await asyncio.gather(*(h.wait_result(timeout=120) for h in first + second))

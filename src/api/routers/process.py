@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, status
 
+from src.api.auth import require
 from src.api.schemas import ProcessRequest, TaskAccepted
 from src.tasks.example import example_task
 
 router = APIRouter(tags=["example"])
 
 
-@router.post("/process", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/process", status_code=status.HTTP_202_ACCEPTED, dependencies=[require("submit")])
 async def process(body: ProcessRequest, request: Request) -> TaskAccepted:
     """Queue `example_task` with the posted data; poll `status_url` for its result."""
     task = await example_task.kiq(body.data)

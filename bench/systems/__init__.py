@@ -1,0 +1,25 @@
+"""The systems under test. Each is imported only when selected, so a run of taskjet alone
+needs none of the peers installed."""
+
+from __future__ import annotations
+
+import importlib
+
+from bench.systems.base import Context, System
+
+SYSTEMS: dict[str, str] = {
+    "taskjet": "bench.systems.taskjet:Taskjet",
+    "taskiq-nats": "bench.systems.taskiq_peers:TaskiqNats",
+    "taskiq-redis": "bench.systems.taskiq_peers:TaskiqRedis",
+    "celery": "bench.systems.celery_system:CelerySystem",
+    "dramatiq": "bench.systems.dramatiq_system:DramatiqSystem",
+}
+
+
+def load(name: str) -> type[System]:
+    module, _, attr = SYSTEMS[name].partition(":")
+    cls: type[System] = getattr(importlib.import_module(module), attr)
+    return cls
+
+
+__all__ = ["SYSTEMS", "Context", "System", "load"]

@@ -1,0 +1,141 @@
+"""Vanilla taskiq peers, library defaults: taskiq-nats `PullBasedJetStreamBroker` and
+taskiq-redis `RedisStreamBroker`, both with taskiq-redis `RedisAsyncResultBackend`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+from taskiq import AsyncBroker
+
+from bench.procs import Proc
+from bench.systems.base import CONFIG_ENV, Sent, System, clean_env, python, task_name
+from bench.workloads import ASYNC_FUNCS, Workload
+
+RESULT_TTL_S = 3600
+
+
+def _backend(config: dict[str, Any]) -> Any:
+    from taskiq_redis import RedisAsyncResultBackend
+
+    # Defaults (pickle serializer) but an expiry, and a prefix so runs never collide.
+    return RedisAsyncResultBackend(
+        config["redis_url"], result_ex_time=RESULT_TTL_S, prefix_str=config["prefix"]
+    )
+
+
+def _register(broker: AsyncBroker) -> AsyncBroker:
+    for name, func in (
+        ("noop", ASYNC_FUNCS["noop"]),
+        ("io", ASYNC_FUNCS["io1ms"]),
+        ("cpu", ASYNC_FUNCS["cpu"]),
+    ):
+        broker.register_task(func, task_name=f"bench.{name}")
+    return broker
+
+
+def build_nats(config: dict[str, Any]) -> AsyncBroker:
+    from taskiq_nats import PullBasedJetStreamBroker
+
+    broker = PullBasedJetStreamBroker(
+        servers=config["nats_url"],
+        subject=config["subject"],
+        stream_name=config["stream"],
+        durable=config["durable"],
+    ).with_result_backend(_backend(config))
+    return _register(broker)
+
+
+def build_redis_stream(config: dict[str, Any]) -> AsyncBroker:
+    from taskiq_redis import RedisStreamBroker
+
+    broker = RedisStreamBroker(config["redis_url"], queue_name=config["queue"]).with_result_backend(
+        _backend(config)
+    )
+    return _register(broker)
+
+
+class _TaskiqPeer(System):
+    worker_module: ClassVar[str]
+
+    def build(self) -> AsyncBroker:
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        return {"redis_url": self.redis_url, "prefix": f"bench{self.tag}"}
+
+    async def start(self) -> None:
+        self.broker = self.build()
+        await self.broker.startup()
+
+    async def stop(self) -> None:
+        await self.broker.shutdown()
+
+    async def send(self, workload: Workload) -> Sent:
+        task = self.broker.find_task(f"bench.{task_name(workload)}")
+        assert task is not None
+        handle = await (task.kiq() if workload.arg is None else task.kiq(workload.arg))
+        return Sent(f"bench{self.tag}:{handle.task_id}".encode(), handle)
+
+    async def fetch(self, sent: Sent) -> Any:
+        result = await sent.handle.get_result()
+        return result.return_value
+
+    def worker_command(self, workers: int) -> list[str]:
+        return [
+            python(), "-m", "taskiq", "worker", f"{self.worker_module}:broker",
+            "--workers", str(workers), "--log-level", self.ctx.log_level,
+        ]  # fmt: skip
+
+    def worker_env(self) -> dict[str, str]:
+        return {**clean_env(), CONFIG_ENV: json.dumps(self.config())}
+
+
+class TaskiqNats(_TaskiqPeer):
+    name = "taskiq-nats"
+    redis_db = 1
+    worker_module = "bench.systems.taskiq_nats_worker"
+    notes = "PullBasedJetStreamBroker (defaults: batch 1) + RedisAsyncResultBackend (pickle)"
+
+    def config(self) -> dict[str, Any]:
+        return {
+            **super().config(),
+            "nats_url": self.ctx.nats_url,
+            "subject": f"bench{self.tag}.tasks",
+            "stream": f"BENCHNATS{self.tag}",
+            "durable": f"bench{self.tag}",
+        }
+
+    def build(self) -> AsyncBroker:
+        return build_nats(self.config())
+
+    async def worker_ready(self, proc: Proc, workers: int) -> bool:
+        config = self.config()
+        try:
+            info = await self.broker.js.consumer_info(config["stream"], config["durable"])  # type: ignore[attr-defined]
+        except Exception:
+            return False
+        return int(info.num_waiting or 0) >= workers
+
+
+class TaskiqRedis(_TaskiqPeer):
+    name = "taskiq-redis"
+    redis_db = 2
+    worker_module = "bench.systems.taskiq_redis_worker"
+    notes = "RedisStreamBroker + RedisAsyncResultBackend (pickle), defaults"
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "queue": f"bench{self.tag}"}
+
+    def build(self) -> AsyncBroker:
+        return build_redis_stream(self.config())
+
+    async def worker_ready(self, proc: Proc, workers: int) -> bool:
+        """Every worker process blocks in XREADGROUP (Redis 7.0 lists no consumer until a
+        message is read, so XINFO CONSUMERS cannot tell)."""
+        from redis.asyncio import Redis
+
+        async with Redis.from_url(self.redis_url) as redis:
+            clients = await redis.client_list()
+        waiting = [c for c in clients if c.get("cmd") == "xreadgroup" and "b" in c.get("flags", "")]
+        return len(waiting) >= workers

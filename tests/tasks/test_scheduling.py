@@ -1,0 +1,300 @@
+"""Delays, periodic and dynamic schedules, and named queues, on real servers and processes."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from nats.js import JetStreamContext
+
+from src.config import Settings
+from src.tasks.jetstream import JetStreamBroker
+from src.tasks.monitor import queue_status
+from src.tasks.states import TaskState
+from tests.api.conftest import api_client
+from tests.conftest import ADMIN_KEY, StartWorker
+from tests.support import tasks
+from tests.support.processes import eventually, spawn_server, wait_healthy
+
+
+def _key() -> str:
+    return uuid.uuid4().hex
+
+
+async def _ticks(broker: JetStreamBroker, key: str) -> dict[float, int]:
+    raw = await broker.results.redis.hgetall(f"test-ticks:{key}")
+    return {float(k): int(v) for k, v in raw.items()}
+
+
+# Delays ----------------------------------------------------------------------------------------
+async def test_delay_is_honoured_without_holding_a_worker(
+    broker: JetStreamBroker, start_worker: StartWorker, js: JetStreamContext, settings: Settings
+) -> None:
+    await start_worker()
+    key = _key()
+    sent = time.time()
+    handle = await tasks.when.kicker().with_labels(delay=2).kiq(key)
+    record = await broker.records.get(handle.task_id)
+    assert record is not None
+    assert record.state is TaskState.PENDING
+    assert record.due_at is not None
+    assert record.due_at >= sent + 2
+    # Meanwhile it is in no work queue and leased to no worker.
+    assert (await js.stream_info(settings.stream)).state.messages == 0
+    consumer = await js.consumer_info(settings.stream, "workers-default")
+    assert consumer.num_ack_pending == 0
+    assert (await queue_status(broker)).queues["scheduled"] == 1
+    started = (await handle.wait_result(timeout=30)).return_value
+    assert started >= sent + 2, f"ran {sent + 2 - started:.3f}s early"
+
+
+async def test_eta_is_honoured(broker: JetStreamBroker, start_worker: StartWorker) -> None:
+    await start_worker()
+    eta = datetime.now(UTC) + timedelta(seconds=2)
+    handle = await tasks.when.kicker().with_labels(eta=eta.isoformat()).kiq(_key())
+    started = (await handle.wait_result(timeout=30)).return_value
+    assert started >= eta.timestamp()
+
+
+async def test_bad_eta_is_refused_at_dispatch(broker: JetStreamBroker) -> None:
+    with pytest.raises(ValueError, match="eta"):
+        await tasks.when.kicker().with_labels(eta="next tuesday").kiq(_key())
+
+
+@pytest.mark.faults
+async def test_delayed_task_survives_a_worker_restart(
+    broker: JetStreamBroker, start_worker: StartWorker
+) -> None:
+    worker = await start_worker()
+    handle = await tasks.when.kicker().with_labels(delay=2).kiq(_key())
+    assert await worker.stop() == 0
+    await start_worker()
+    assert (await handle.wait_result(timeout=30)).is_err is False
+
+
+async def test_cancelled_delayed_task_never_runs(
+    broker: JetStreamBroker, start_worker: StartWorker, js: JetStreamContext, settings: Settings
+) -> None:
+    await start_worker()
+    key = _key()
+    handle = await tasks.when.kicker().with_labels(delay=2).kiq(key)
+    record = await broker.control.cancel(handle.task_id)
+    assert record.state is TaskState.CANCELLED
+    after = await tasks.when.kicker().with_labels(delay=3).kiq(_key())
+    await after.wait_result(timeout=30)  # a later delayed task ran: the first one's time passed
+    assert await broker.results.redis.get(f"test-when:{key}") is None
+    assert (await broker.results.get_result(handle.task_id)).is_err
+
+
+# Periodic schedules -------------------------------------------------------------------------
+@pytest.mark.faults
+async def test_schedules_fire_each_tick_once_across_replicas(
+    broker: JetStreamBroker,
+    start_worker: StartWorker,
+    env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """Two worker processes and two servers all run tickers; every tick runs exactly once."""
+    modules = "src.tasks.example tests.support.tasks tests.support.scheduled"
+    env = {**env, "TASKJET_WORKER_MODULES": modules}
+    servers = [spawn_server(env, tmp_path / f"server-{i}.log") for i in range(2)]
+    try:
+        for proc, base in servers:
+            await wait_healthy(proc, base)
+        await start_worker(*modules.split(), workers=2)
+        key = _key()
+        auth = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        async with httpx.AsyncClient(base_url=servers[0][1], headers=auth) as client:
+            created = await client.post(
+                "/api/v1/schedules",
+                json={
+                    "id": "every-second",
+                    "task": "tests.support.tasks:tick",
+                    "interval": 1,
+                    "kwargs": {"key": key},
+                },
+            )
+            assert created.status_code == 201, created.text
+
+            async def enough(k: str, n: int) -> dict[float, int] | None:
+                ticks = await _ticks(broker, k)
+                return ticks if len(ticks) >= n else None
+
+            await eventually(lambda: enough(key, 4), timeout_s=40, what="4 interval ticks")
+            await eventually(lambda: enough("code-schedule", 3), timeout_s=40, what="3 cron ticks")
+            paused = await client.post("/api/v1/schedules/every-second/pause")
+            assert paused.json()["paused"] is True
+            listed = (await client.get("/api/v1/schedules")).json()["items"]
+            assert {s["id"] for s in listed} == {"every-second", "every-2s"}
+            state = (await client.get("/api/v1/schedules/every-second")).json()
+            assert state["last_run"] is not None
+            assert state["next_run"] is None, "paused"
+            last = await broker.records.get(state["last_task_id"])
+            assert last is not None
+            assert last.task_name == "tests.support.tasks:tick"
+        for k, step in ((key, 1.0), ("code-schedule", 2.0)):
+            ticks = await _ticks(broker, k)
+            assert all(count == 1 for count in ticks.values()), f"a tick ran twice: {ticks}"
+            times = sorted(ticks)
+            assert all(abs((b - a) % step) < 1e-6 for a, b in itertools.pairwise(times))
+    finally:
+        for proc, _ in servers:
+            await proc.stop()
+
+
+async def test_dynamic_schedule_crud(settings: Settings) -> None:
+    async with api_client(settings) as client:
+        examples = {
+            "every-5-min": "*/5 * * * *",
+            "hourly": "0 * * * *",
+            "daily-9": "0 9 * * *",
+            "mondays-8": "0 8 * * 1",
+        }
+        for schedule_id, cron in examples.items():
+            response = await client.post(
+                "/api/v1/schedules",
+                json={
+                    "id": schedule_id,
+                    "task": "add",
+                    "cron": cron,
+                    "args": [1, 2],
+                    "timezone": "Europe/Berlin",
+                },
+            )
+            assert response.status_code == 201, response.text
+            body = response.json()
+            assert body["kwargs"] == {"a": 1.0, "b": 2.0}
+            assert body["next_run"] > time.time()
+        monday = datetime.fromtimestamp(
+            (await client.get("/api/v1/schedules/mondays-8")).json()["next_run"], UTC
+        )
+        local = monday.astimezone(_berlin())
+        assert (local.weekday(), local.hour, local.minute) == (0, 8, 0)
+
+        duplicate = await client.post(
+            "/api/v1/schedules",
+            json={"id": "hourly", "task": "add", "interval": 60, "args": [1, 2]},
+        )
+        assert duplicate.status_code == 409
+        paused = (await client.post("/api/v1/schedules/hourly/pause")).json()
+        assert paused["paused"] is True
+        resumed = (await client.post("/api/v1/schedules/hourly/resume")).json()
+        assert resumed["paused"] is False
+        assert (await client.delete("/api/v1/schedules/hourly")).status_code == 204
+        assert (await client.get("/api/v1/schedules/hourly")).status_code == 404
+        ids = {s["id"] for s in (await client.get("/api/v1/schedules")).json()["items"]}
+        assert ids == {"every-5-min", "daily-9", "mondays-8"}
+    async with api_client(settings) as client:  # kept across restarts (in Redis)
+        ids = {s["id"] for s in (await client.get("/api/v1/schedules")).json()["items"]}
+        assert ids == {"every-5-min", "daily-9", "mondays-8"}
+
+
+def _berlin() -> Any:
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo("Europe/Berlin")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"task": "add", "cron": "61 * * * *", "args": [1, 2]},
+        {"task": "add", "cron": "every day", "args": [1, 2]},
+        {"task": "add", "args": [1, 2]},
+        {"task": "add", "cron": "* * * * *", "interval": 5, "args": [1, 2]},
+        {"task": "add", "interval": 0.5, "args": [1, 2]},
+        {"task": "add", "cron": "* * * * *", "timezone": "Mars/Olympus", "args": [1, 2]},
+        {"task": "add", "cron": "* * * * *", "args": ["x", 2]},
+    ],
+    ids=["minute-61", "words", "no-rule", "both-rules", "interval-too-short", "zone", "args"],
+)
+async def test_bad_schedules_are_422(settings: Settings, body: dict[str, Any]) -> None:
+    async with api_client(settings) as client:
+        response = await client.post("/api/v1/schedules", json=body)
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == "validation_error"
+
+
+async def test_schedule_for_unknown_task_is_404(settings: Settings) -> None:
+    async with api_client(settings) as client:
+        response = await client.post("/api/v1/schedules", json={"task": "nope", "interval": 10})
+        assert response.status_code == 404
+
+
+# Named queues ----------------------------------------------------------------------------------
+async def test_worker_consumes_only_its_queues(
+    broker: JetStreamBroker, start_worker: StartWorker, settings: Settings, js: JetStreamContext
+) -> None:
+    await start_worker(env_overrides={"TASKJET_QUEUES": "email"}, wait=False)
+    key = _key()
+    mail = await tasks.send_email.kiq(key)
+    other = await tasks.echo.kiq("default queue")
+    assert (await mail.wait_result(timeout=30)).return_value == key
+
+    async def seen() -> dict[str, Any] | None:
+        body = (await queue_status(broker)).model_dump()
+        return body if body["workers"] else None
+
+    status = await eventually(seen, what="worker reported")
+    assert status["named_queues"]["default"]["messages"] == 1
+    assert status["named_queues"]["default"]["consumed"] is False
+    assert status["named_queues"]["email"]["consumed"] is True
+    assert status["queues"]["primary"] == 1, "the unconsumed queue keeps its task"
+    await start_worker()
+    assert (await other.wait_result(timeout=30)).return_value == "default queue"
+
+
+async def test_bad_queue_name_is_refused(broker: JetStreamBroker) -> None:
+    with pytest.raises(ValueError, match="queue name"):
+        await tasks.echo.kicker().with_labels(queue_name="a.b").kiq(1)
+
+
+# Rate and concurrency limits -------------------------------------------------------------------
+@pytest.mark.settings(throttle_retry_s=0.1, worker_concurrency=20)
+async def test_rate_limit_holds_across_two_worker_processes(
+    broker: JetStreamBroker, start_worker: StartWorker
+) -> None:
+    await start_worker(workers=2)
+    key = _key()
+    handles = [await tasks.rate_limited.kiq(key) for _ in range(14)]
+    results = await asyncio.gather(*(h.wait_result(timeout=60) for h in handles))
+    assert not any(r.is_err for r in results), "deferred, never failed"
+    raw = await broker.results.redis.hgetall(f"test-windows:{key}")
+    per_window = {int(k): int(v) for k, v in raw.items()}
+    assert sum(per_window.values()) == 14
+    assert max(per_window.values()) <= 4, per_window
+    assert len(per_window) >= 4, "14 starts at 4 a second need at least 4 windows"
+
+
+@pytest.mark.settings(throttle_retry_s=0.1, worker_concurrency=20)
+async def test_concurrency_limit_holds_per_key_across_workers(
+    broker: JetStreamBroker, start_worker: StartWorker
+) -> None:
+    await start_worker(workers=2)
+    key = _key()
+    handles = [
+        await tasks.one_group_at_a_time.kiq(key, group=g) for g in ("a", "b") for _ in range(6)
+    ]
+    results = await asyncio.gather(*(h.wait_result(timeout=60) for h in handles))
+    assert not any(r.is_err for r in results)
+    assert int(await broker.results.redis.get(f"test-count:{key}")) == 12
+    for group in ("a", "b"):
+        most = int(await broker.results.redis.get(f"test-max:{key}:{group}"))
+        assert most == 2, f"group {group}: {most} ran at once (limit 2)"
+
+
+async def test_bad_limit_is_dead_lettered_with_a_clear_error(
+    broker: JetStreamBroker, start_worker: StartWorker
+) -> None:
+    await start_worker()
+    handle = await tasks.echo.kicker().with_labels(rate_limit="lots").kiq(1)
+    result = await handle.wait_result(timeout=30)
+    assert result.is_err
+    assert "rate_limit 'lots'" in str(result.error)
