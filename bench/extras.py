@@ -56,6 +56,10 @@ async def taskjet_extras(
             for start in range(0, n, 1000):
                 await asyncio.gather(*(noop.kiq() for _ in range(min(1000, n - start))))
 
+        async def batched() -> None:
+            for start in range(0, n, 1000):
+                await noop.kiq_many([() for _ in range(min(1000, n - start))])
+
         async def raw_publish() -> None:
             subject = layout.task_subject(settings.default_queue)
             for start in range(0, n, 1000):
@@ -73,6 +77,7 @@ async def taskjet_extras(
         figures = (
             ("kiq, one await after another", sequential, n // 4),
             ("kiq, 1000 in flight (asyncio.gather)", concurrent, n),
+            ("kiq_many, batches of 1000", batched, n),
             ("reference: raw nats-py js.publish, 1000 in flight", raw_publish, n),
         )
         for label, action, count in figures:

@@ -65,7 +65,7 @@ def test_quick_run_of_taskjet_writes_table_json_and_plot(tmp_path: Path) -> None
     assert all(10 < mb < 10_000 for mb in idle["per_process_mb"])
 
     extras = results["extras"]
-    assert len(extras["enqueue"]) == 3
+    assert len(extras["enqueue"]) == 4
     assert all(_finite_positive(fig["median"]) for fig in extras["enqueue"].values())
     for fig in extras["http"]:
         assert _finite_positive(fig.get("median")) or fig.get("notice")

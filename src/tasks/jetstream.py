@@ -47,6 +47,7 @@ from src.tasks.guard import DeliveryGuard
 from src.tasks.kicker import TaskjetTask
 from src.tasks.layout import Layout
 from src.tasks.middlewares import GuaranteesMiddleware
+from src.tasks.priority import LANES, Lane, lane_of, shares
 from src.tasks.records import TaskRecords
 from src.tasks.results import RedisResultBackend
 from src.tasks.schedules import ScheduleStore, Ticker, code_schedules
@@ -165,7 +166,8 @@ class JetStreamBroker(AsyncBroker):
             await provisioning.ensure_stream(self._js, events_stream_config(settings, self.layout))
             if self.is_worker_process:
                 for queue in self.consumed_queues:
-                    await self._ensure_consumer(queue)
+                    for lane in LANES:
+                        await self._ensure_consumer(queue, lane)
         except BaseException:
             await self._nc.close()
             self._nc = self._js = None
@@ -221,11 +223,11 @@ class JetStreamBroker(AsyncBroker):
             self._nc = self._js = None
             self._events = None
 
-    async def _ensure_consumer(self, queue: str) -> None:
+    async def _ensure_consumer(self, queue: str, lane: Lane = "normal") -> None:
         await provisioning.ensure_consumer(
             self.js,
             self.layout.stream,
-            provisioning.consumer_config(self.settings, self.layout, queue),
+            provisioning.consumer_config(self.settings, self.layout, queue, lane),
         )
 
     # Sending --------------------------------------------------------------------------
@@ -235,6 +237,7 @@ class JetStreamBroker(AsyncBroker):
         if not _QUEUE_NAME.fullmatch(queue):
             raise ValueError(f"queue name {queue!r} may only hold letters, digits, '_' and '-'")
         dispatch = int(message.labels.get(DISPATCH_LABEL, 1))
+        lane = lane_of(message.labels)
         source = _as_taskiq_message(message)
         due_at = due_time(message.labels)
         record = self.records.submit(
@@ -249,13 +252,15 @@ class JetStreamBroker(AsyncBroker):
                 headers={
                     "Nats-Msg-Id": msg_id,
                     "Nats-Schedule": f"@at {rfc3339(due_at)}",
-                    "Nats-Schedule-Target": self.layout.due_subject(queue),
+                    "Nats-Schedule-Target": self.layout.due_subject(queue, lane),
                     "Nats-Schedule-TTL": DUE_COPY_TTL,
                 },
             )
         else:
             publish = self.js.publish(
-                self.layout.task_subject(queue), message.message, headers={"Nats-Msg-Id": msg_id}
+                self.layout.task_subject(queue, lane),
+                message.message,
+                headers={"Nats-Msg-Id": msg_id},
             )
         ack, before = await asyncio.gather(publish, record, return_exceptions=True)
         if isinstance(ack, BaseException):
@@ -269,6 +274,42 @@ class JetStreamBroker(AsyncBroker):
                 [self.records.queued(source, queue, message.message, mode="reset")]
             )
 
+    async def kick_many(self, messages: list[BrokerMessage]) -> None:
+        """Publish many tasks without waiting for each ack in turn (`kiq_many`).
+
+        Delayed tasks go through `kick` one by one. Raises the first failure after every
+        publish was attempted; records are written in one round trip.
+        """
+        now_due = [m for m in messages if due_time(m.labels) is None]
+        futures = []
+        transitions = []
+        for message in now_due:
+            queue = str(message.labels.get(QUEUE_LABEL) or self.layout.default_queue)
+            if not _QUEUE_NAME.fullmatch(queue):
+                raise ValueError(f"queue name {queue!r} may only hold letters, digits, '_' and '-'")
+            dispatch = int(message.labels.get(DISPATCH_LABEL, 1))
+            futures.append(
+                await self.js.publish_async(
+                    self.layout.task_subject(queue, lane_of(message.labels)),
+                    message.message,
+                    headers={"Nats-Msg-Id": self.layout.msg_id(message.task_id, dispatch)},
+                )
+            )
+            transitions.append(
+                self.records.queued(_as_taskiq_message(message), queue, message.message)
+            )
+        outcome = await asyncio.gather(
+            self.records.apply(transitions), *futures, return_exceptions=True
+        )
+        for message in messages:
+            if message not in now_due:
+                await self.kick(message)
+        failures = [r for r in outcome[1:] if isinstance(r, BaseException)]
+        if failures:
+            raise failures[0]
+        if isinstance(outcome[0], BaseException):
+            logger.warning("records of %d tasks not written: %s", len(transitions), outcome[0])
+
     async def redispatch(self, message: TaskiqMessage, queue: str | None = None) -> None:
         """Queue a known task again (retry by id, requeue): fresh record state and counters."""
         queue = queue or str(message.labels.get(QUEUE_LABEL) or self.layout.default_queue)
@@ -278,7 +319,7 @@ class JetStreamBroker(AsyncBroker):
             self.layout.attempts_key(message.task_id), self.layout.result_key(message.task_id)
         )
         await self.js.publish(
-            self.layout.task_subject(queue),
+            self.layout.task_subject(queue, lane_of(message.labels)),
             payload,
             headers={
                 "Nats-Msg-Id": self.layout.msg_id(
@@ -315,48 +356,136 @@ class JetStreamBroker(AsyncBroker):
                 await self._hand_back(list(pending), "listener closed")
 
     async def _fetch_into(self, queue: str, ready: asyncio.Queue[list[Delivery]]) -> None:
-        """One queue's fetch loop: batches sized to the free capacity this process has left."""
-        subscription = await self._subscribe(queue)
+        """One queue's fetch loop. Room is filled from the priority lanes in weighted order
+        (`priority.shares`); when every lane is empty, one lingering pull per lane waits for
+        the next task. Never asks for more than this process has room for."""
+        subs = {lane: await self._subscribe(queue, lane) for lane in LANES}
+        waiting: dict[Lane, asyncio.Task[list[Msg]]] = {}
         failures = 0
-        while True:
-            free = self.settings.worker_concurrency - len(self._inflight) - self._reserved
-            if free <= 0:
-                self._capacity_freed.clear()
-                await self._capacity_freed.wait()
-                continue
-            wanted = min(free, self.settings.fetch_batch)
-            self._reserved += wanted
-            try:
-                msgs = await subscription.fetch(wanted, timeout=self.settings.fetch_timeout_s)
-            except (TimeoutError, NatsTimeoutError):
+        try:
+            while True:
+                msgs = self._harvest(waiting)
+                free = self.settings.worker_concurrency - len(self._inflight) - self._reserved
+                if free - len(msgs) <= 0 and not msgs:
+                    self._capacity_freed.clear()
+                    await self._capacity_freed.wait()
+                    continue
+                try:
+                    room = min(free - len(msgs), self.settings.fetch_batch)
+                    msgs.extend(await self._fill(subs, waiting, room))
+                except Exception as exc:
+                    failures += 1
+                    logger.warning("fetch from %s failed (%d in a row): %s", queue, failures, exc)
+                    await asyncio.sleep(_ERROR_BACKOFF_S)
+                    if failures >= _RESUBSCRIBE_AFTER:
+                        self._forget_waiting(waiting)
+                        subs = {
+                            lane: await self._resubscribe(subs[lane], queue, lane) for lane in LANES
+                        }
+                        failures = 0
+                    continue
                 failures = 0
-                continue
-            except Exception as exc:
-                failures += 1
-                logger.warning("fetch from %s failed (%d in a row): %s", queue, failures, exc)
-                await asyncio.sleep(_ERROR_BACKOFF_S)
-                if failures >= _RESUBSCRIBE_AFTER:
-                    subscription = await self._resubscribe(subscription, queue)
-                continue
-            finally:
-                self._reserved -= wanted
-            failures = 0
-            admitted: list[Delivery] = []
-            for msg in msgs:
-                delivery = await self.guard.admit(msg, queue)
-                if delivery is not None:
-                    delivery.on_settle.append(self._forget)
-                    self._inflight.add(delivery)
-                    self._running[delivery.message.task_id] = delivery
-                    admitted.append(delivery)
-            started = await self.guard.start(admitted, self.workers.worker_id)
-            if started:
-                ready.put_nowait(started)
+                if msgs:
+                    await self._admit(msgs, queue, ready)
+                    continue
+                for lane in LANES:
+                    room_left = (
+                        self.settings.worker_concurrency - len(self._inflight) - self._reserved
+                    )
+                    if lane not in waiting and room_left > 0:
+                        self._reserved += 1
+                        waiting[lane] = asyncio.create_task(self._pull_wait(subs[lane]))
+                if not waiting:
+                    continue
+                await asyncio.wait(waiting.values(), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._forget_waiting(waiting)
 
-    async def _subscribe(self, queue: str) -> JetStreamContext.PullSubscription:
-        await self._ensure_consumer(queue)
+    def _harvest(self, waiting: dict[Lane, asyncio.Task[list[Msg]]]) -> list[Msg]:
+        """What the lingering pulls that finished brought in."""
+        msgs: list[Msg] = []
+        for lane, task in list(waiting.items()):
+            if task.done():
+                del waiting[lane]
+                self._reserved -= 1
+                if not task.cancelled() and task.exception() is None:
+                    msgs.extend(task.result())
+        return msgs
+
+    async def _fill(
+        self,
+        subs: dict[Lane, JetStreamContext.PullSubscription],
+        waiting: dict[Lane, asyncio.Task[list[Msg]]],
+        room: int,
+    ) -> list[Msg]:
+        """Up to `room` waiting tasks, high lane first, each lane its share; a share a lane
+        cannot use passes to the next one."""
+        msgs: list[Msg] = []
+        carry = 0
+        for lane, share in shares(room) if room > 0 else []:
+            if lane in waiting:  # its lingering pull will bring what arrives
+                carry += share
+                continue
+            got = await self._pull_now(subs[lane], share + carry)
+            carry = share + carry - len(got)
+            msgs.extend(got)
+        return msgs
+
+    def _forget_waiting(self, waiting: dict[Lane, asyncio.Task[list[Msg]]]) -> None:
+        for task in waiting.values():
+            task.cancel()
+        self._reserved -= len(waiting)
+        waiting.clear()
+
+    async def _admit(
+        self, msgs: list[Msg], queue: str, ready: asyncio.Queue[list[Delivery]]
+    ) -> None:
+        admitted: list[Delivery] = []
+        for msg in msgs:
+            delivery = await self.guard.admit(msg, queue)
+            if delivery is not None:
+                delivery.on_settle.append(self._forget)
+                self._inflight.add(delivery)
+                self._running[delivery.message.task_id] = delivery
+                admitted.append(delivery)
+        started = await self.guard.start(admitted, self.workers.worker_id)
+        if started:
+            ready.put_nowait(started)
+
+    async def _pull_now(self, subscription: JetStreamContext.PullSubscription, n: int) -> list[Msg]:
+        """Up to `n` messages that are there now; never waits for more to arrive."""
+        if n <= 0:
+            return []
+        inbox = subscription._sub
+        await self.nc.publish(
+            subscription._nms, b'{"batch":%d,"no_wait":true}' % n, reply=subscription._deliver
+        )
+        msgs: list[Msg] = []
+        while len(msgs) < n:
+            try:
+                msg = await inbox.next_msg(timeout=self.settings.connect_timeout_s)
+            except (TimeoutError, NatsTimeoutError):
+                break
+            status = msg.headers.get("Status") if msg.headers else None
+            if status is None:
+                msgs.append(msg)
+            elif status != "100":  # 404 nothing there, 408 expired, 409 ...: this request is done
+                break
+        return msgs
+
+    async def _pull_wait(self, subscription: JetStreamContext.PullSubscription) -> list[Msg]:
+        """One message, waiting up to the fetch timeout for it to arrive."""
+        try:
+            return await subscription.fetch(1, timeout=self.settings.fetch_timeout_s)
+        except (TimeoutError, NatsTimeoutError):
+            return []
+
+    async def _subscribe(
+        self, queue: str, lane: Lane = "normal"
+    ) -> JetStreamContext.PullSubscription:
+        await self._ensure_consumer(queue, lane)
         subscription = await self.js.pull_subscribe_bind(
-            self.layout.consumer(queue), stream=self.layout.stream
+            self.layout.consumer(queue, lane), stream=self.layout.stream
         )
         self._subscriptions.add(subscription)
         return subscription
@@ -381,7 +510,7 @@ class JetStreamBroker(AsyncBroker):
                 await msg.nak()
 
     async def _resubscribe(
-        self, subscription: JetStreamContext.PullSubscription, queue: str
+        self, subscription: JetStreamContext.PullSubscription, queue: str, lane: Lane = "normal"
     ) -> JetStreamContext.PullSubscription:
         """Fetch can stall for good after some reconnects: start over with a fresh one."""
         self._subscriptions.discard(subscription)
@@ -392,7 +521,7 @@ class JetStreamBroker(AsyncBroker):
                 await provisioning.ensure_stream(
                     self.js, provisioning.stream_config(self.settings, self.layout)
                 )
-                return await self._subscribe(queue)
+                return await self._subscribe(queue, lane)
             except provisioning.ProvisioningError:
                 raise
             except Exception as exc:

@@ -31,8 +31,10 @@ class Layout:
         """Wildcard covering every queue's task subject: the work-queue stream's subjects."""
         return f"{self.subject_prefix}.tasks.>"
 
-    def task_subject(self, queue: str) -> str:
-        return f"{self.subject_prefix}.tasks.{queue}"
+    def task_subject(self, queue: str, lane: str = "normal") -> str:
+        """`tasks.<queue>` for the normal lane, `tasks.<queue>.<lane>` for high and low."""
+        suffix = "" if lane == "normal" else f".{lane}"
+        return f"{self.subject_prefix}.tasks.{queue}{suffix}"
 
     @property
     def dlq_stream(self) -> str:
@@ -58,9 +60,10 @@ class Layout:
     def delayed_subjects(self) -> str:
         return f"{self.subject_prefix}.delayed.>"
 
-    def due_subject(self, queue: str) -> str:
-        """Where a delayed task lands when due; the task stream sources it as `tasks.<queue>`."""
-        return f"{self.subject_prefix}.due.{queue}"
+    def due_subject(self, queue: str, lane: str = "normal") -> str:
+        """Where a delayed task lands when due; the task stream sources it as `tasks.<...>`."""
+        suffix = "" if lane == "normal" else f".{lane}"
+        return f"{self.subject_prefix}.due.{queue}{suffix}"
 
     @property
     def due_subjects(self) -> str:
@@ -90,9 +93,9 @@ class Layout:
         """Core NATS broadcast: every worker hears every cancellation."""
         return f"{self.subject_prefix}.control.cancel"
 
-    def consumer(self, queue: str) -> str:
-        """The one durable pull consumer all workers of a queue share."""
-        return f"workers-{queue}"
+    def consumer(self, queue: str, lane: str = "normal") -> str:
+        """The durable pull consumer all workers of a queue's lane share."""
+        return f"workers-{queue}" if lane == "normal" else f"workers-{queue}-{lane}"
 
     @staticmethod
     def msg_id(task_id: str, attempt: int) -> str:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from nats.js.errors import NotFoundError
 from pydantic import BaseModel, Field
 
+from src.tasks.priority import LANES
 from src.tasks.states import TaskState
 from src.tasks.workers import WorkerInfo
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 
 class QueueDepth(BaseModel):
     messages: int = Field(description="Queued plus running.")
+    lanes: dict[str, int] = Field(description="Messages per priority lane: high, normal, low.")
     pending: int | None = Field(default=None, description="Not yet delivered to a worker.")
     in_flight: int | None = Field(default=None, description="Delivered, not yet acknowledged.")
     waiting_pulls: int | None = Field(default=None, description="Idle fetches of workers.")
@@ -40,21 +42,25 @@ async def queue_status(broker: JetStreamBroker) -> QueueStatus:
         broker.workers.alive(),
     )
     prefix = layout.task_subject("")
-    per_subject = {
-        subject[len(prefix) :]: count for subject, count in (info.state.subjects or {}).items()
-    }
+    depth_of: dict[str, dict[str, int]] = {}
+    for subject, count in (info.state.subjects or {}).items():
+        queue, _, lane = subject[len(prefix) :].partition(".")
+        depth_of.setdefault(queue, {})[lane or "normal"] = count
     consumed = {q for w in workers for q in w.queues}
     named: dict[str, QueueDepth] = {}
-    for queue in sorted(set(per_subject) | consumed | {layout.default_queue}):
-        depth = QueueDepth(messages=per_subject.get(queue, 0), consumed=queue in consumed)
-        try:
-            consumer = await broker.js.consumer_info(layout.stream, layout.consumer(queue))
-        except NotFoundError:
-            pass
-        else:
-            depth.pending = consumer.num_pending
-            depth.in_flight = consumer.num_ack_pending
-            depth.waiting_pulls = consumer.num_waiting
+    for queue in sorted(set(depth_of) | consumed | {layout.default_queue}):
+        lanes = {lane: depth_of.get(queue, {}).get(lane, 0) for lane in LANES}
+        depth = QueueDepth(messages=sum(lanes.values()), lanes=lanes, consumed=queue in consumed)
+        for lane in LANES:
+            try:
+                consumer = await broker.js.consumer_info(
+                    layout.stream, layout.consumer(queue, lane)
+                )
+            except NotFoundError:
+                continue
+            depth.pending = (depth.pending or 0) + consumer.num_pending
+            depth.in_flight = (depth.in_flight or 0) + consumer.num_ack_pending
+            depth.waiting_pulls = (depth.waiting_pulls or 0) + consumer.num_waiting
         named[queue] = depth
     return QueueStatus(
         queues={

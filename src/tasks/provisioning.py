@@ -121,18 +121,20 @@ def schedules_stream_config(settings: Settings, layout: Layout) -> StreamConfig:
     )
 
 
-def consumer_config(settings: Settings, layout: Layout, queue: str) -> ConsumerConfig:
-    name = layout.consumer(queue)
+def consumer_config(
+    settings: Settings, layout: Layout, queue: str, lane: str = "normal"
+) -> ConsumerConfig:
+    name = layout.consumer(queue, lane)
     return ConsumerConfig(
         name=name,
         durable_name=name,
-        description=f"taskjet workers of queue {queue}",
+        description=f"taskjet workers of queue {queue} ({lane} priority)",
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=settings.ack_wait_s,
         # Attempts are counted by taskjet (retries, unknown tasks), never by dropping messages.
         max_deliver=-1,
         max_ack_pending=settings.max_ack_pending,
-        filter_subject=layout.task_subject(queue),
+        filter_subject=layout.task_subject(queue, lane),
         deliver_policy=DeliverPolicy.ALL,
     )
 

@@ -220,3 +220,10 @@ async def one_group_at_a_time(key: str, group: str) -> None:
     await asyncio.sleep(0.2)
     await redis.decr(f"test-running:{key}:{group}")
     await redis.incr(f"test-count:{key}")
+
+
+@register_task()
+async def ordered(key: str, tag: str) -> None:
+    """Notes the order tasks start in."""
+    await (await _redis()).rpush(f"test-order:{key}", tag)
+    await asyncio.sleep(0.05)

@@ -169,3 +169,15 @@ async def test_stock_cli_options(broker: JetStreamBroker, start_worker: StartWor
     handles = [await tasks.nap.kiq(0.05) for _ in range(9)]
     results = [await h.wait_result(timeout=30) for h in handles]
     assert [r.return_value for r in results] == [0.05] * 9
+
+
+async def test_kiq_many_dispatches_a_batch(
+    broker: JetStreamBroker, start_worker: StartWorker
+) -> None:
+    await start_worker()
+    handles = await tasks.echo.kiq_many([(i,) for i in range(300)] + [{"value": "kw"}])
+    assert len({h.task_id for h in handles}) == 301
+    record = await broker.records.get(handles[0].task_id)
+    assert record is not None, "records are written for the batch"
+    results = await asyncio.gather(*(h.wait_result(timeout=60) for h in handles))
+    assert [r.return_value for r in results] == [*range(300), "kw"]

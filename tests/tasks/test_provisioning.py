@@ -50,14 +50,13 @@ async def test_provisioning_is_idempotent_across_restarts(
         broker = await _start_worker_broker(settings)
         await broker.shutdown()
     assert await provisioning.ensure_stream(js, provisioning.stream_config(settings, layout)) == {}
-    assert (
-        await provisioning.ensure_consumer(
-            js, settings.stream, provisioning.consumer_config(settings, layout, "default")
-        )
-        == {}
-    )
-    names = [c.name for c in await js.consumers_info(settings.stream)]
-    assert names == ["workers-default"]
+    for lane in ("high", "normal", "low"):
+        config = provisioning.consumer_config(settings, layout, "default", lane)
+        assert await provisioning.ensure_consumer(js, settings.stream, config) == {}
+    names = sorted(c.name for c in await js.consumers_info(settings.stream))
+    assert names == ["workers-default", "workers-default-high", "workers-default-low"]
+    schedules = provisioning.schedules_stream_config(settings, layout)
+    assert await provisioning.ensure_stream(js, schedules) == {}
 
 
 @pytest.mark.faults

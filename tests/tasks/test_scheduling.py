@@ -298,3 +298,65 @@ async def test_bad_limit_is_dead_lettered_with_a_clear_error(
     result = await handle.wait_result(timeout=30)
     assert result.is_err
     assert "rate_limit 'lots'" in str(result.error)
+
+
+# Priorities ------------------------------------------------------------------------------------
+async def _start_order(broker: JetStreamBroker, key: str) -> list[str]:
+    return [t.decode() for t in await broker.results.redis.lrange(f"test-order:{key}", 0, -1)]
+
+
+@pytest.mark.settings(worker_concurrency=3)
+async def test_higher_priority_starts_first_under_a_backlog(
+    broker: JetStreamBroker, start_worker: StartWorker
+) -> None:
+    key = _key()
+    handles = []
+    for priority, tag in ((1, "low"), (5, "normal"), (9, "high")):  # the most urgent queued last
+        for _ in range(6):
+            kicker = tasks.ordered.kicker().with_labels(priority=priority)
+            handles.append(await kicker.kiq(key, tag))
+    await start_worker(extra=("--max-async-tasks", "3"))
+    await asyncio.gather(*(h.wait_result(timeout=60) for h in handles))
+    order = await _start_order(broker, key)
+    assert len(order) == 18
+
+    def mean_position(tag: str) -> float:
+        return sum(i for i, t in enumerate(order) if t == tag) / 6
+
+    assert mean_position("high") < mean_position("normal") < mean_position("low"), order
+    assert order[0] == "high", order
+    status = await queue_status(broker)
+    assert status.named_queues["default"].lanes == {"high": 0, "normal": 0, "low": 0}
+
+
+async def test_queue_status_shows_depth_per_priority(broker: JetStreamBroker) -> None:
+    for priority in (9, 9, 5, 0):
+        await tasks.echo.kicker().with_labels(priority=priority).kiq(1)
+    status = await queue_status(broker)
+    assert status.named_queues["default"].lanes == {"high": 2, "normal": 1, "low": 1}
+    assert status.queues["primary"] == 4
+
+
+@pytest.mark.settings(worker_concurrency=10)
+async def test_low_priority_is_not_starved(
+    broker: JetStreamBroker, start_worker: StartWorker
+) -> None:
+    key = _key()
+    high = [
+        await tasks.ordered.kicker().with_labels(priority="high").kiq(key, "high")
+        for _ in range(60)
+    ]
+    low = [
+        await tasks.ordered.kicker().with_labels(priority="low").kiq(key, "low") for _ in range(3)
+    ]
+    await start_worker(extra=("--max-async-tasks", "10"))
+    await asyncio.gather(*(h.wait_result(timeout=60) for h in high + low))
+    order = await _start_order(broker, key)
+    last_high = max(i for i, t in enumerate(order) if t == "high")
+    first_low = order.index("low")
+    assert first_low < last_high, f"low started only after every high task: {order}"
+
+
+async def test_bad_priority_is_refused_at_dispatch(broker: JetStreamBroker) -> None:
+    with pytest.raises(ValueError, match="priority"):
+        await tasks.echo.kicker().with_labels(priority=12).kiq(1)

@@ -28,12 +28,13 @@ router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
 
 
 def links(request: Request, task_id: str) -> TaskLinks:
-    ws = str(request.url_for("task_websocket", task_id=task_id))
+    """One route lookup, not four: this runs for every submitted task."""
+    base = str(request.url_for("get_task", task_id=task_id))
     return TaskLinks(
-        self=str(request.url_for("get_task", task_id=task_id)),
-        events=str(request.url_for("task_events", task_id=task_id)),
-        websocket=ws.replace("http", "ws", 1),
-        cancel=str(request.url_for("cancel_task", task_id=task_id)),
+        self=base,
+        events=f"{base}/events",
+        websocket=f"{base.replace('http', 'ws', 1)}/ws",
+        cancel=f"{base}/cancel",
     )
 
 
