@@ -280,6 +280,7 @@ class JetStreamBroker(AsyncBroker):
         Delayed tasks go through `kick` one by one. Raises the first failure after every
         publish was attempted; records are written in one round trip.
         """
+        delayed = [m for m in messages if due_time(m.labels) is not None]
         now_due = [m for m in messages if due_time(m.labels) is None]
         futures = []
         transitions = []
@@ -301,9 +302,8 @@ class JetStreamBroker(AsyncBroker):
         outcome = await asyncio.gather(
             self.records.apply(transitions), *futures, return_exceptions=True
         )
-        for message in messages:
-            if message not in now_due:
-                await self.kick(message)
+        for message in delayed:
+            await self.kick(message)
         failures = [r for r in outcome[1:] if isinstance(r, BaseException)]
         if failures:
             raise failures[0]
