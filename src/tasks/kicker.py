@@ -10,7 +10,7 @@ from copy import copy
 from typing import Any, TypeAlias, TypeVar
 
 from taskiq.decor import AsyncTaskiqDecoratedTask
-from taskiq.exceptions import SendTaskError, TaskiqResultTimeoutError
+from taskiq.exceptions import ResultIsReadyError, SendTaskError, TaskiqResultTimeoutError
 from taskiq.kicker import AsyncKicker
 from taskiq.message import TaskiqMessage
 from taskiq.result import TaskiqResult
@@ -49,13 +49,21 @@ class TaskHandle(AsyncTaskiqTask[_R]):
     ) -> TaskiqResult[_R]:
         deadline = time.monotonic() + timeout if timeout > 0 else None
         interval = check_interval or _FIRST_POLL_S
-        while not await self.is_ready():
+        while not await self._ready_or_unknown():
             if deadline is not None and time.monotonic() >= deadline:
                 raise TaskiqResultTimeoutError(timeout=timeout)
             await asyncio.sleep(interval)
             if check_interval is None:
                 interval = min(interval * 2, _MAX_POLL_S)
         return await self.get_result(with_logs=with_logs)
+
+    async def _ready_or_unknown(self) -> bool:
+        """A Redis hiccup (a restart, a pool briefly exhausted) is not the caller's error:
+        keep waiting until the deadline."""
+        try:
+            return await self.is_ready()
+        except ResultIsReadyError:
+            return False
 
 
 class TaskjetKicker(AsyncKicker[_P, _R]):

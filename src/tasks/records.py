@@ -5,10 +5,10 @@
     <prefix>:idx:state:<STATE>        ids in that state
     <prefix>:idx:name:<task name>     ids of that task
 
-Every write goes through one Lua script that moves the id between state indexes atomically and
-refuses to move a finished task back (a late `STARTED` never hides a `SUCCESS`). Writes are
-pipelined: a dispatch's record rides with other dispatches of the same moment, a worker marks
-a whole fetched batch started in one round trip, and the final state travels with the result.
+Every write goes through one Lua script, called once per round trip with all its transitions,
+that moves ids between state indexes atomically and refuses to move a finished task back (a late
+`STARTED` never hides a `SUCCESS`). Writes are coalesced: whatever records, results and
+progress updates are written in the same event-loop turn share one round trip.
 """
 
 from __future__ import annotations
@@ -44,43 +44,47 @@ Redactor = Callable[[str, list[Any], dict[str, Any]], tuple[list[Any], dict[str,
 SENSITIVE_WORDS = ("password", "passwd", "secret", "token", "api_key", "apikey", "credential")
 REDACTED = "***"
 
-_TRANSITION = """
-local key, idx, id, name = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
-local new, mode = ARGV[4], ARGV[5]
-local ttl, now, trim = tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8])
-local n_clear = tonumber(ARGV[9])
-local first_pair = 10 + n_clear
-local old = redis.call('HGET', key, 'state')
+_TRANSITIONS = """
+local idx, keyp, ttl, now, trim = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local terminal = {SUCCESS=true, FAILURE=true, CANCELLED=true, DEAD=true}
-if old and ((mode == 'advance' and terminal[old]) or (mode == 'start' and old == 'CANCELLED')) then
-  return old
-end
-if mode == 'create' and old then
-  for i = first_pair, #ARGV, 2 do redis.call('HSETNX', key, ARGV[i], ARGV[i + 1]) end
-  redis.call('EXPIRE', key, ttl)
-  return old
-end
-local score = redis.call('HGET', key, 'score')
-if not score then
-  score = now
-  redis.call('HSET', key, 'score', score, 'id', id, 'name', name)
-  redis.call('ZADD', idx .. 'all', score, id)
-  redis.call('ZADD', idx .. 'name:' .. name, score, id)
-  if trim > 0 then
-    redis.call('ZREMRANGEBYSCORE', idx .. 'all', '-inf', '(' .. trim)
-    redis.call('ZREMRANGEBYSCORE', idx .. 'name:' .. name, '-inf', '(' .. trim)
+local out = {}
+for n, t in ipairs(cjson.decode(ARGV[6])) do
+  local id, name, new, mode, clear, fields = t[1], t[2], t[3], t[4], t[5], t[6]
+  local key = keyp .. id
+  local old = redis.call('HGET', key, 'state')
+  out[n] = old or ''
+  local final = mode == 'advance' and terminal[old]
+  if old and (final or (mode == 'start' and old == 'CANCELLED')) then
+    -- a final state is never moved back; a cancelled task is never started
+  elseif mode == 'create' and old then
+    for i = 1, #fields, 2 do redis.call('HSETNX', key, fields[i], fields[i + 1]) end
+    redis.call('EXPIRE', key, ttl)
+  else
+    local score = redis.call('HGET', key, 'score')
+    if not score then
+      score = string.format('%.0f', tonumber(now) + n - 1)  -- 1 µs apart: batch order kept
+      redis.call('HSET', key, 'score', score, 'id', id, 'name', name)
+      redis.call('ZADD', idx .. 'all', score, id)
+      redis.call('ZADD', idx .. 'name:' .. name, score, id)
+      if tonumber(trim) > 0 then
+        redis.call('ZREMRANGEBYSCORE', idx .. 'all', '-inf', '(' .. trim)
+        redis.call('ZREMRANGEBYSCORE', idx .. 'name:' .. name, '-inf', '(' .. trim)
+      end
+    end
+    for _, f in ipairs(clear) do redis.call('HDEL', key, f) end
+    for i = 1, #fields, 2 do redis.call('HSET', key, fields[i], fields[i + 1]) end
+    if new ~= '' and new ~= old then
+      if old then redis.call('ZREM', idx .. 'state:' .. old, id) end
+      redis.call('HSET', key, 'state', new)
+      redis.call('ZADD', idx .. 'state:' .. new, score, id)
+      if tonumber(trim) > 0 then
+        redis.call('ZREMRANGEBYSCORE', idx .. 'state:' .. new, '-inf', '(' .. trim)
+      end
+    end
+    redis.call('EXPIRE', key, ttl)
   end
 end
-for i = 10, first_pair - 1 do redis.call('HDEL', key, ARGV[i]) end
-for i = first_pair, #ARGV, 2 do redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
-if new ~= '' and new ~= old then
-  if old then redis.call('ZREM', idx .. 'state:' .. old, id) end
-  redis.call('HSET', key, 'state', new)
-  redis.call('ZADD', idx .. 'state:' .. new, score, id)
-  if trim > 0 then redis.call('ZREMRANGEBYSCORE', idx .. 'state:' .. new, '-inf', '(' .. trim) end
-end
-redis.call('EXPIRE', key, ttl)
-return old or ''
+return out
 """
 
 # What a retry or requeue clears from a record before the task runs again.
@@ -214,7 +218,8 @@ class TaskRecords:
     def __init__(self, redis: Callable[[], Redis], settings: Callable[[], Settings]) -> None:
         self._redis = redis
         self._settings = settings
-        self._sha = hashlib.sha1(_TRANSITION.encode()).hexdigest()  # noqa: S324  # Redis' id
+        self._sha = hashlib.sha1(_TRANSITIONS.encode()).hexdigest()  # noqa: S324  # Redis' id
+        self._collecting: list[Transition] | None = None
         self._pending: list[tuple[Callable[[Pipeline], None], Future[list[Any]]]] = []
         self._flush_scheduled = False
         self.redact: Redactor = default_redactor
@@ -229,7 +234,7 @@ class TaskRecords:
 
     async def load_script(self) -> None:
         """Load the transition script (at startup, and again if Redis lost it)."""
-        self._sha = await self.redis.script_load(_TRANSITION)
+        self._sha = await self.redis.script_load(_TRANSITIONS)
 
     async def execute(
         self, build: Callable[[Pipeline], None], raise_on_error: bool = True
@@ -251,26 +256,38 @@ class TaskRecords:
 
     # Writing ----------------------------------------------------------------------------
     def queue_transition(self, pipe: Pipeline, t: Transition) -> None:
-        """Add a transition to a pipeline the caller executes (e.g. with the result)."""
+        """Inside a `batched` builder: add a transition to this round trip's script call."""
+        if self._collecting is None:
+            raise RuntimeError("queue_transition() is only for builders passed to batched()")
+        self._collecting.append(t)
+
+    def _script_call(self, pipe: Pipeline, batch: list[Transition]) -> None:
+        """One call of the script for every transition of the round trip."""
         settings = self._settings()
         layout = self.layout
-        now_us = time.time() * 1_000_000
+        now_us = int(time.time() * 1_000_000)
         trim = now_us - settings.result_ttl_s * 1_000_000
-        args: list[str | float | int] = [
-            layout.index_key(""),
-            t.task_id,
-            t.task_name,
-            t.state.value if t.state else "",
-            t.mode,
-            settings.result_ttl_s,
-            int(now_us),
-            int(trim),
-            len(t.clear),
-            *t.clear,
+        items = [
+            [
+                t.task_id,
+                t.task_name,
+                t.state.value if t.state else "",
+                t.mode,
+                list(t.clear),
+                [str(x) for pair in t.fields.items() for x in pair],
+            ]
+            for t in batch
         ]
-        for name, value in t.fields.items():
-            args.extend((name, value))
-        pipe.evalsha(self._sha, 1, layout.record_key(t.task_id), *args)
+        pipe.evalsha(
+            self._sha,
+            0,
+            layout.index_key(""),
+            layout.record_key(""),
+            settings.result_ttl_s,
+            now_us,
+            trim,
+            orjson.dumps(items),
+        )
 
     async def apply(self, transitions: Iterable[Transition]) -> list[TaskState | None]:
         """Run transitions in one round trip; returns each record's state before it."""
@@ -308,14 +325,22 @@ class TaskRecords:
     async def _flush(
         self, batch: list[tuple[Callable[[Pipeline], None], Future[list[Any]]]]
     ) -> None:
-        bounds: list[tuple[int, int]] = []
+        bounds: list[tuple[int, int, int, int]] = []
+        transitions: list[Transition] = []
 
         def build_all(pipe: Pipeline) -> None:
             bounds.clear()
-            for build, _ in batch:
-                start = len(pipe.command_stack)
-                build(pipe)
-                bounds.append((start, len(pipe.command_stack)))
+            transitions.clear()
+            self._collecting = transitions
+            try:
+                for build, _ in batch:
+                    start, t_start = len(pipe.command_stack), len(transitions)
+                    build(pipe)
+                    bounds.append((start, len(pipe.command_stack), t_start, len(transitions)))
+            finally:
+                self._collecting = None
+            if transitions:
+                self._script_call(pipe, transitions)
 
         try:
             results = await self.execute(build_all, raise_on_error=False)
@@ -324,10 +349,13 @@ class TaskRecords:
                 if not future.done():
                     future.set_exception(exc)
             return
-        for (_, future), (start, stop) in zip(batch, bounds, strict=True):
+        states: Any = results[-1] if transitions else []
+        for (_, future), (start, stop, t_start, t_stop) in zip(batch, bounds, strict=True):
             if future.done():
                 continue
-            mine = results[start:stop]
+            mine = list(results[start:stop])
+            if t_stop > t_start:
+                mine.extend(states[t_start:t_stop] if isinstance(states, list) else [states])
             failure = next((r for r in mine if isinstance(r, Exception)), None)
             if failure is not None:
                 future.set_exception(failure)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from taskiq.exceptions import TaskiqResultTimeoutError
 
 from src.config import Settings
 from src.embedded import EmbeddedServers
@@ -78,6 +79,9 @@ async def test_redis_outage_mid_run_every_result_lands(
         lambda: asyncio.sleep(0, "cannot record" in worker.output()),
         what="worker noticed task starts cannot be recorded (and handed them back)",
     )
+    # A caller waiting while Redis is down keeps waiting (until its own timeout), not failing.
+    with pytest.raises(TaskiqResultTimeoutError):
+        await second[0].wait_result(timeout=0.5)
     private_servers.redis.start()
     results = await asyncio.gather(*(h.wait_result(timeout=120) for h in first + second))
     assert [r.return_value for r in results] == keys
