@@ -29,7 +29,8 @@ def _container(name: str) -> dict[str, Any]:
 
 
 def _env(name: str) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in _container(name).get("env", [])}
+    """Literal values; variables taken from a Secret show as `<secret>`."""
+    return {e["name"]: e.get("value", "<secret>") for e in _container(name).get("env", [])}
 
 
 def _dockerfile() -> list[str]:
@@ -148,3 +149,9 @@ def test_dockerfile_runs_as_non_root() -> None:
 def test_dockerfile_entrypoint_is_the_script() -> None:
     (entrypoint,) = [i for i in _dockerfile() if i.upper().startswith("ENTRYPOINT ")]
     assert entrypoint == 'ENTRYPOINT ["/app/docker-entrypoint.sh"]'
+
+
+def test_server_takes_api_keys_from_a_secret() -> None:
+    env = {e["name"]: e for e in _container("server-deployment.yaml").get("env", [])}
+    ref = env["TASKJET_API_KEYS"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "taskjet-api-keys", "key": "keys"}
