@@ -1,4 +1,4 @@
-"""taskjet-only figures from issue 6: enqueue from Python, HTTP submit, worker idle RSS.
+"""taskjet-only figures: enqueue from Python, HTTP submit, worker idle RSS.
 
 They run after the side-by-side phases, on a stream of their own that no worker consumes, so
 the sending side is measured alone.

@@ -192,7 +192,7 @@ def _extras(results: dict[str, Any]) -> list[str]:
 
 
 def _goals(results: dict[str, Any]) -> list[str]:
-    """Issue 6's performance goals, checked against this run's figures."""
+    """taskjet's performance goals, checked against this run's figures."""
     cells = _cells(results)
     rows: list[tuple[str, str, bool | None]] = []
 
@@ -255,7 +255,7 @@ def _goals(results: dict[str, Any]) -> list[str]:
         )
     mark = {True: "met", False: "**not met**", None: "—"}
     return [
-        "## Issue 6 goals, as measured in this run",
+        "## Performance goals, as measured in this run",
         "",
         "| goal | measured | |",
         "|---|---:|---|",
