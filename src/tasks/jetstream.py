@@ -62,6 +62,8 @@ DISPATCH_LABEL = "dispatch"
 _RESUBSCRIBE_AFTER = 3
 _ERROR_BACKOFF_S = 0.5
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# How long a worker with room for fewer lingering pulls than lanes waits before polling all.
+_SHORT_WAIT_S = 0.1
 
 
 class BrokerNotStartedError(RuntimeError):
@@ -388,13 +390,14 @@ class JetStreamBroker(AsyncBroker):
                 if msgs:
                     await self._admit(msgs, queue, ready)
                     continue
-                for lane in LANES:
-                    room_left = (
-                        self.settings.worker_concurrency - len(self._inflight) - self._reserved
-                    )
-                    if lane not in waiting and room_left > 0:
-                        self._reserved += 1
-                        waiting[lane] = asyncio.create_task(self._pull_wait(subs[lane]))
+                # With room for fewer pulls than lanes (e.g. --max-async-tasks 1), pulls expire
+                # soon, so the lanes without one are looked at again within _SHORT_WAIT_S.
+                room = self.settings.worker_concurrency - len(self._inflight) - self._reserved
+                idle = [lane for lane in LANES if lane not in waiting]
+                wait_s = self.settings.fetch_timeout_s if room >= len(idle) else _SHORT_WAIT_S
+                for lane in idle[: max(room, 0)]:
+                    self._reserved += 1
+                    waiting[lane] = asyncio.create_task(self._pull_wait(subs[lane], wait_s))
                 if not waiting:
                     continue
                 await asyncio.wait(waiting.values(), return_when=asyncio.FIRST_COMPLETED)
@@ -473,10 +476,13 @@ class JetStreamBroker(AsyncBroker):
                 break
         return msgs
 
-    async def _pull_wait(self, subscription: JetStreamContext.PullSubscription) -> list[Msg]:
-        """One message, waiting up to the fetch timeout for it to arrive."""
+    async def _pull_wait(
+        self, subscription: JetStreamContext.PullSubscription, wait_s: float
+    ) -> list[Msg]:
+        """One message, waiting up to `wait_s` for it to arrive (the server's pull request
+        expires with it, so none is left behind)."""
         try:
-            return await subscription.fetch(1, timeout=self.settings.fetch_timeout_s)
+            return await subscription.fetch(1, timeout=wait_s)
         except (TimeoutError, NatsTimeoutError):
             return []
 
