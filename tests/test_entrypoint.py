@@ -222,9 +222,9 @@ async def test_unreachable_nats_fails_fast(env: dict[str, str], tmp_path: Path, 
 
 
 async def test_malformed_url_fails_fast(env: dict[str, str], tmp_path: Path) -> None:
-    proc, _ = _start({**env, "REDIS_URL": "localhost:6379"}, tmp_path, "worker")
+    proc, _ = _start({**env, "REDIS_URL": "redis-host:16399"}, tmp_path, "worker")
     assert await proc.wait(30) == 2
-    assert "REDIS_URL 'localhost:6379' must start with one of" in proc.output()
+    assert "REDIS_URL 'redis-host:16399' must start with one of" in proc.output()
 
 
 async def test_unreachable_redis_fails_fast(env: dict[str, str], tmp_path: Path) -> None:

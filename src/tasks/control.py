@@ -49,7 +49,8 @@ class TaskControl:
     def __init__(self, broker: JetStreamBroker) -> None:
         self._broker = broker
 
-    async def _record(self, task_id: str) -> TaskRecord:
+    async def record(self, task_id: str) -> TaskRecord:
+        """The task's record; `TaskNotFoundError` (404 over HTTP) if there is none."""
         record = await self._broker.records.get(task_id)
         if record is None:
             raise TaskNotFoundError(task_id)
@@ -58,7 +59,7 @@ class TaskControl:
     async def cancel(self, task_id: str) -> TaskRecord:
         """A queued task never starts; a running one is cancelled on whichever worker has it."""
         broker = self._broker
-        record = await self._record(task_id)
+        record = await self.record(task_id)
         if record.state.terminal:
             raise TaskConflictError(
                 f"task {task_id} already ended ({record.state.value}); nothing to cancel",
@@ -90,12 +91,12 @@ class TaskControl:
             await broker.events.publish(
                 TaskEvent.of(task_id, TaskState.CANCELLED, str(error)), record.client_id
             )
-        return await self._record(task_id)
+        return await self.record(task_id)
 
     async def retry(self, task_id: str) -> TaskRecord:
         """Run a failed, dead or cancelled task again with the same arguments and id."""
         broker = self._broker
-        record = await self._record(task_id)
+        record = await self.record(task_id)
         if record.state not in (TaskState.FAILURE, TaskState.DEAD, TaskState.CANCELLED):
             raise TaskConflictError(
                 f"only failed, dead or cancelled tasks can be retried; {task_id} is "
@@ -115,11 +116,11 @@ class TaskControl:
             message.labels.pop(transient, None)
         await broker.redispatch(message, record.queue)
         await broker.dlq.remove(task_id)
-        return await self._record(task_id)
+        return await self.record(task_id)
 
     async def delete(self, task_id: str) -> None:
         """Forget a finished task: its record, result and counters."""
-        record = await self._record(task_id)
+        record = await self.record(task_id)
         if not record.state.terminal:
             raise TaskConflictError(
                 f"task {task_id} is {record.state.value}; cancel it before deleting it",

@@ -50,7 +50,7 @@ from src.tasks.middlewares import GuaranteesMiddleware
 from src.tasks.priority import LANES, Lane, lane_of, shares
 from src.tasks.records import TaskRecords
 from src.tasks.results import RedisResultBackend
-from src.tasks.schedules import ScheduleStore, Ticker, code_schedules
+from src.tasks.schedules import ScheduleStore, Ticker
 from src.tasks.throttle import Throttle
 from src.tasks.workers import WorkerRegistry
 
@@ -82,7 +82,9 @@ class JetStreamBroker(AsyncBroker):
         self._settings = settings
         self.formatter = JetStreamFormatter()
         self.decorator_class = TaskjetTask
-        self.records = TaskRecords(lambda: self.results.redis, lambda: self.settings)
+        self.records = TaskRecords(
+            lambda: self.results.redis, lambda: self.settings, lambda: self.layout
+        )
         self.results: RedisResultBackend[Any] = RedisResultBackend(
             lambda: self.settings, self.records, lambda: self.events
         )
@@ -192,8 +194,8 @@ class JetStreamBroker(AsyncBroker):
         """Fire periodic schedules from this process too (workers and servers call this)."""
         if not self.settings.scheduler or self._ticker is not None:
             return
-        code_schedules(self)  # a schedule that cannot run stops startup, with its name
-        self._ticker = asyncio.create_task(Ticker(self).run(), name="taskjet-scheduler")
+        ticker = Ticker(self)  # a schedule in code that cannot run stops startup, named
+        self._ticker = asyncio.create_task(ticker.run(), name="taskjet-scheduler")
 
     async def shutdown(self) -> None:
         for background in (self._ticker, self._heartbeat, self._reporter):
@@ -282,8 +284,10 @@ class JetStreamBroker(AsyncBroker):
         Delayed tasks go through `kick` one by one. Raises the first failure after every
         publish was attempted; records are written in one round trip.
         """
-        delayed = [m for m in messages if due_time(m.labels) is not None]
-        now_due = [m for m in messages if due_time(m.labels) is None]
+        delayed: list[BrokerMessage] = []
+        now_due: list[BrokerMessage] = []
+        for message in messages:
+            (now_due if due_time(message.labels) is None else delayed).append(message)
         futures = []
         transitions = []
         for message in now_due:

@@ -215,9 +215,15 @@ class Page:
 class TaskRecords:
     """Reads and writes task records; one instance per broker."""
 
-    def __init__(self, redis: Callable[[], Redis], settings: Callable[[], Settings]) -> None:
+    def __init__(
+        self,
+        redis: Callable[[], Redis],
+        settings: Callable[[], Settings],
+        layout: Callable[[], Layout],
+    ) -> None:
         self._redis = redis
         self._settings = settings
+        self._layout = layout
         self._sha = hashlib.sha1(_TRANSITIONS.encode()).hexdigest()  # noqa: S324  # Redis' id
         self._collecting: list[Transition] | None = None
         self._pending: list[tuple[Callable[[Pipeline], None], Future[list[Any]]]] = []
@@ -230,7 +236,7 @@ class TaskRecords:
 
     @property
     def layout(self) -> Layout:
-        return Layout.from_settings(self._settings())
+        return self._layout()
 
     async def load_script(self) -> None:
         """Load the transition script (at startup, and again if Redis lost it)."""

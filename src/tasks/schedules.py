@@ -14,7 +14,7 @@ import logging
 import math
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -181,6 +181,8 @@ class Ticker:
         self._fired: dict[str, float] = {}
         self._stored: list[Schedule] = []
         self._stored_at = 0.0
+        # Declared in code: fixed for the life of the process, so read once.
+        self._declared = code_schedules(broker)
 
     async def run(self) -> None:
         interval = self._broker.settings.scheduler_tick_s
@@ -198,7 +200,7 @@ class Ticker:
             self._stored_at = now
         # A tick older than this is not fired late: its de-duplication may have expired.
         too_late = min(broker.settings.duplicate_window_s / 2, 60.0)
-        for schedule in code_schedules(broker) + self._stored:
+        for schedule in self._declared + self._stored:
             if schedule.paused:
                 continue
             tick = schedule.latest_tick(now)
@@ -224,7 +226,3 @@ class Ticker:
         await kicker.kiq(*schedule.args, **schedule.kwargs)
         await broker.schedules.record_run(schedule.id, tick, task_id)
         return task_id
-
-
-def utc(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat()

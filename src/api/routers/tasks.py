@@ -10,7 +10,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from src.api import live
 from src.api.auth import authorize, bearer_token, require
 from src.api.deps import BrokerDep
-from src.api.errors import ApiError, NotFoundError
+from src.api.errors import ApiError
 from src.api.schemas import (
     OrphansResult,
     SubmitAccepted,
@@ -20,7 +20,7 @@ from src.api.schemas import (
     TaskPage,
 )
 from src.api.submit import dispatch, submittable
-from src.tasks.records import TaskRecord
+from src.tasks.control import TaskNotFoundError
 from src.tasks.results import ResultMissingError
 from src.tasks.states import TaskState
 
@@ -78,7 +78,7 @@ async def requeue_orphaned(broker: BrokerDep) -> OrphansResult:
 @router.get("/{task_id}", name="get_task", dependencies=[require("read")])
 async def get_task(task_id: str, request: Request, broker: BrokerDep) -> TaskDetail:
     """The task's record and, once it succeeded, its result."""
-    record = await _record(broker, task_id)
+    record = await broker.control.record(task_id)
     result: Any = None
     if record.state is TaskState.SUCCESS:
         try:
@@ -126,7 +126,7 @@ async def task_events(
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> EventSourceResponse:
     """Server-Sent Events of the task until it ends; resumable with `Last-Event-ID`."""
-    await _record(broker, task_id)
+    await broker.control.record(task_id)
     after = live.parse_last_event_id(last_event_id)
 
     async def stream() -> Any:
@@ -145,18 +145,14 @@ async def task_websocket(websocket: WebSocket, task_id: str) -> None:
     )
     try:
         authorize(broker.settings, token, "read")
-        await _record(broker, task_id)
+        await broker.control.record(task_id)
     except ApiError as exc:
         await websocket.close(code=4000 + exc.status_code, reason=exc.message)
+        return
+    except TaskNotFoundError as exc:
+        await websocket.close(code=4404, reason=str(exc))
         return
     await websocket.accept()
     async for _, event in live.task_events(broker, task_id):
         await websocket.send_text(event.model_dump_json())
     await websocket.close()
-
-
-async def _record(broker: BrokerDep, task_id: str) -> TaskRecord:
-    record = await broker.records.get(task_id)
-    if record is None:
-        raise NotFoundError(f"no task {task_id!r} (unknown, or its record expired)")
-    return record
