@@ -16,7 +16,11 @@ WORKDIR /build
 COPY pyproject.toml README.md ./
 COPY src/ ./src/
 # Runtime dependencies only: not the "embedded" (private NATS/Valkey) or "dev" extras.
-RUN pip install --no-cache-dir .
+# `--build-arg EXTRAS=otel` adds OpenTelemetry tracing.
+ARG EXTRAS=""
+# The project itself (its dependencies' ranges are in pyproject.toml), not a package by name.
+# hadolint ignore=DL3013
+RUN pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}"
 
 # --- final: the virtualenv, the app and a non-root user ------------------------------------
 FROM python:3.11-slim

@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# Tests run in this many processes at once (they mostly wait on real servers and workers).
+TEST_WORKERS ?= 3
 
-.PHONY: run test lint typecheck check test-faults bench clean
+.PHONY: run example test lint typecheck check unit test-faults bench clean chromium
 
 $(PY):
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "taskjet needs Python 3.11+"'
@@ -23,6 +25,10 @@ $(VENV)/.dev-deps: pyproject.toml | $(PY)
 run: $(VENV)/.run-deps
 	$(PY) -m src run
 
+## example NAME=report_export: `make run` with that example's tasks, then its own app; Ctrl-C stops all
+example: $(VENV)/.dev-deps
+	$(PY) examples/run.py $(NAME)
+
 lint: $(VENV)/.dev-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -30,9 +36,27 @@ lint: $(VENV)/.dev-deps
 typecheck: $(VENV)/.dev-deps
 	$(VENV)/bin/mypy
 
+## unit: the tests that need no servers (seconds)
+unit: $(VENV)/.dev-deps
+	$(PY) -m pytest -q -m "not integration" -p no:cacheprovider $(PYTEST_ARGS)
+
+## check: the fast inner loop: lint, types and the unit tests (under a minute)
+check: lint typecheck unit
+
+## chromium: the browser the dashboard tests drive (Debian's package; never a downloaded one)
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -q && apt-get install -y -q chromium; \
+		else \
+			echo "The dashboard tests need Chromium at /usr/bin/chromium: run 'sudo apt-get install chromium' (Debian/Ubuntu) and try again." >&2; \
+			exit 1; \
+		fi; \
+	fi
+
 ## test: install, lint, type-check and run the whole test suite (fault tests included)
-test: lint typecheck
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: lint typecheck chromium
+	$(PY) -m pytest -n $(TEST_WORKERS) --durations=12 $(PYTEST_ARGS)
 
 ## test-faults: only the tests that kill and restart servers and workers
 test-faults: $(VENV)/.dev-deps
@@ -48,4 +72,4 @@ bench: $(VENV)/.bench-deps
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .taskjet .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-saq .taskjet .mypy_cache .ruff_cache .pytest_cache

@@ -90,6 +90,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--http-seconds", type=float, default=None)
     p.add_argument("--http-connections", type=int, default=32)
     p.add_argument("--log-level", default="WARNING", help="log level of every worker")
+    p.add_argument(
+        "--tracing",
+        action="store_true",
+        help="taskjet with OpenTelemetry tracing on, exporting every span (OTLP/HTTP) to a "
+        "local sink: compare with a run without it",
+    )
     p.add_argument("--run-timeout", type=float, default=120.0, help="seconds before a run fails")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
     p.add_argument("--name", default="latest", help="output file name (NAME.md/.json/.png)")
@@ -142,6 +148,7 @@ def options(args: argparse.Namespace) -> Options:
         http_connections=args.http_connections,
         log_level=args.log_level.upper(),
         quick=quick,
+        tracing=args.tracing,
     )
 
 

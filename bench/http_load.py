@@ -37,7 +37,7 @@ def build_request(host: str, port: int, path: str, body: bytes, method: str = "P
     return head.encode() + body
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     status = int(lines[0].split()[1])
@@ -69,7 +69,7 @@ async def request_once(
     try:
         writer.write(build_request(host, port, path, body, method))
         await writer.drain()
-        return await _read_response(reader)
+        return await read_response(reader)
     finally:
         writer.close()
 
@@ -87,7 +87,7 @@ async def load(
         try:
             while time.perf_counter() < stop_at:
                 writer.write(request)
-                status, _ = await _read_response(reader)
+                status, _ = await read_response(reader)
                 result.statuses[status] += 1
                 result.requests += 1
         except (OSError, asyncio.IncompleteReadError):

@@ -3,10 +3,13 @@
 Every system here stores a task's result under one Redis key, so "result readable" is
 measured the same way for all of them, straight at the source:
 
-- throughput runs poll `EXISTS k1 k2 ...` over the not-yet-seen keys, oldest first, in chunks;
+- throughput runs poll `EXISTS k1 k2 ...` over the not-yet-seen keys, oldest first, in chunks
+  (SAQ, whose job key exists from enqueue on: `ZMSCORE` of its `incomplete` set, which the
+  result's transaction leaves);
 - latency runs subscribe to Redis keyspace events (`notify-keyspace-events E$l`) for the
-  commands that write results (`SET` for taskiq, taskjet and Celery, `LPUSH` for Dramatiq)
-  and note the arrival time of each key: no polling interval distorts the figure.
+  commands that write results (`SET` for taskiq, taskjet, Celery and streaq, `LPUSH` for
+  Dramatiq, the `expire` of SAQ's `SETEX`) and note the arrival time of each key: no polling
+  interval distorts the figure.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import contextlib
 import math
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from redis.asyncio import Redis
 
@@ -24,11 +27,19 @@ CHUNK = 200
 POLL_S = 0.004
 
 
-class ResultWatcher:
-    """Waits until a set of result keys all exist."""
+Counter = Callable[[Redis, Sequence[bytes]], Awaitable[int]]
 
-    def __init__(self, redis_url: str) -> None:
+
+async def count_existing(redis: Redis, keys: Sequence[bytes]) -> int:
+    return int(await redis.exists(*keys))
+
+
+class ResultWatcher:
+    """Waits until a set of tasks all have a readable result (by default: their keys exist)."""
+
+    def __init__(self, redis_url: str, count_done: Counter = count_existing) -> None:
         self.redis: Redis = Redis.from_url(redis_url)
+        self.count_done = count_done
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -39,7 +50,7 @@ class ResultWatcher:
         start = 0
         while start < len(keys):
             part = keys[start : start + CHUNK]
-            if await self.redis.exists(*part) == len(part):
+            if await self.count_done(self.redis, part) == len(part):
                 start += CHUNK
                 continue
             if time.perf_counter() > deadline:
@@ -50,22 +61,25 @@ class ResultWatcher:
     async def count(self, keys: Sequence[bytes]) -> int:
         total = 0
         for start in range(0, len(keys), 1000):
-            total += int(await self.redis.exists(*keys[start : start + 1000]))
+            total += await self.count_done(self.redis, keys[start : start + 1000])
         return total
 
 
 class KeyEvents:
     """First arrival time (perf_counter) of each key written by the given Redis commands."""
 
-    def __init__(self, redis_url: str, db: int, events: Sequence[str]) -> None:
+    def __init__(
+        self, redis_url: str, db: int, events: Sequence[str], classes: str = "E$l"
+    ) -> None:
         self.redis: Redis = Redis.from_url(redis_url)
+        self.classes = classes
         self.channels = [f"__keyevent@{db}__:{event}" for event in events]
         self.seen: dict[bytes, float] = {}
         self._reader: asyncio.Task[None] | None = None
         self._pubsub = self.redis.pubsub()
 
     async def __aenter__(self) -> KeyEvents:
-        await self.redis.config_set("notify-keyspace-events", "E$l")
+        await self.redis.config_set("notify-keyspace-events", self.classes)
         await self._pubsub.subscribe(*self.channels)
         self._reader = asyncio.create_task(self._read())
         return self

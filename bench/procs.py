@@ -66,10 +66,15 @@ class Proc:
         except OSError:
             return ""
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """SIGTERM, then SIGKILL to its whole process group (its own session) if it lingers."""
+    def stop(self, timeout_s: float = 30.0, *, group: bool = False) -> None:
+        """SIGTERM (to the whole process group with `group`, as Ctrl-C in a terminal reaches
+        every process), then SIGKILL to the whole group (its own session) if it lingers."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            if group:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.process.pid, signal.SIGTERM)
+            else:
+                self.process.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout_s)
         with contextlib.suppress(ProcessLookupError, PermissionError):

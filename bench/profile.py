@@ -72,19 +72,20 @@ BUCKETS: list[tuple[str, str]] = [
 
 # The steps of one task's life: inclusive time (a sample counts for every step it is in).
 STEPS: list[tuple[str, str]] = [
-    ("JetStreamBroker._fetch_into", "fetch loop (broker._fetch_into)"),
-    ("JetStreamContext.PullSubscription.fetch", "  nats-py fetch"),
-    ("DeliveryGuard.admit", "  guard.admit: decode + checks"),
-    ("DeliveryGuard.start", "  guard.start: batch marked STARTED in Redis"),
+    ("Fetching._fetch_into", "fetch loop (fetcher._fetch_into)"),
+    ("Fetching._fill", "  pull requests (fetcher._fill)"),
+    ("Admission.admit", "  admission.admit: decode + checks"),
+    ("Admission.start", "  admission.start: batch marked STARTED in Redis"),
     ("JetStreamBroker.listen", "broker.listen: hand deliveries to the receiver"),
     ("Receiver.callback", "receiver.callback: one task, start to ack"),
     ("Receiver.run_task", "  receiver.run_task: middlewares, the function, result object"),
     ("RedisResultBackend.set_result", "  result backend set_result"),
-    ("DeliveryGuard.finish", "  guard.finish: settle (ack)"),
+    ("Settlement.finish", "  settlement.finish: settle (ack)"),
     ("Msg.ack", "    JetStream ack"),
     ("JetStreamFormatter.loads", "  formatter.loads"),
-    ("EventBus.publish", "  task events (core NATS publish)"),
-    ("JetStreamBroker._extend_leases", "lease heartbeat"),
+    ("EventBus.publish", "task events (core NATS publish)"),
+    ("TransitionWriter._flush", "record + result writes (transitions._flush)"),
+    ("Leases.beat", "lease heartbeat"),
 ]
 
 
@@ -335,6 +336,8 @@ async def profile_http(system: Taskjet, out: Path, rate: int, seconds: float) ->
     from src.embedded import free_port
 
     overrides: dict[str, Any] = {"auth": "disabled"} if "auth" in Settings.model_fields else {}
+    if "api_submit_rate" in Settings.model_fields:
+        overrides["api_submit_rate"] = "1000000/s"  # checked, never answering 429
     settings = bench_settings(system.ctx, f"h{uuid.uuid4().hex[:6]}", db=6, **overrides)
     port = free_port()
     command = [

@@ -83,6 +83,16 @@ def _latency(p: str) -> Any:
     return get
 
 
+def _tracing_line(meta: dict[str, Any]) -> list[str]:
+    if not meta["options"].get("tracing"):
+        return []
+    sent = meta.get("tracing", {})
+    return [
+        "- **Tracing on**: taskjet exported every span over OTLP/HTTP to a local sink "
+        f"({sent.get('requests', 0):,} requests, {sent.get('bytes', 0) / 1e6:.1f} MB)."
+    ]
+
+
 def markdown(results: dict[str, Any]) -> str:
     meta = results["meta"]
     opts = meta["options"]
@@ -97,6 +107,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"- Each figure is the median of {opts['repeat']} run(s); runs of up to "
         f"{opts['tasks']:,} tasks (fewer for slow cells, ≈{opts['run_seconds']} s per run); "
         "ratios are to taskjet in the same run. ⚠ marks a cell with errors (see the JSON).",
+        *_tracing_line(meta),
         "",
         "Systems:",
         "",

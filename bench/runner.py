@@ -27,11 +27,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench import trace_sink
 from bench.measure import KeyEvents, ResultWatcher, median, percentile
 from bench.procs import Proc, RssSampler, spawn, tree_rss
 from bench.systems import Context, System, load
+from bench.trace_sink import TraceSink
 from bench.workloads import WORKLOADS, Workload, expected_result
 from src.embedded import EmbeddedServers
+from src.engine import telemetry
 
 MB = 1024 * 1024
 
@@ -59,6 +62,7 @@ class Options:
     http_connections: int = 32
     log_level: str = "WARNING"
     quick: bool = False
+    tracing: bool = False  # taskjet exports every span (OTLP over HTTP to a local sink)
 
 
 class Log:
@@ -108,7 +112,7 @@ class Runner:
         self.system = system
         self.workers = workers
         self.opts = opts
-        self.watcher = ResultWatcher(system.redis_url)
+        self.watcher = ResultWatcher(system.redis_url, system.count_done)
 
     async def close(self) -> None:
         await self.watcher.close()
@@ -163,7 +167,9 @@ class Runner:
         rate, seconds = self.opts.latency_rate, self.opts.latency_seconds
         n = max(1, int(rate * seconds))
         system = self.system
-        async with KeyEvents(system.redis_url, system.redis_db, system.result_events) as events:
+        async with KeyEvents(
+            system.redis_url, system.redis_db, system.result_events, system.keyspace_classes
+        ) as events:
             sends: list[tuple[float, Any]] = []
             pending: list[asyncio.Task[tuple[float, Any]]] = []
 
@@ -257,10 +263,13 @@ async def run_phase(
             await run_workload(WORKLOADS[workload_name], runners, sampler, opts, results)
     finally:
         sampler.close()
-        for name, proc in procs.items():
-            proc.stop()
+        for runner in runners:
+            proc = procs[runner.system.name]
+            proc.stop(group=runner.system.stop_group)
             if proc.process.returncode not in (0, -15, 143, None):
-                log(f"w{workers} {name}: worker exited with {proc.process.returncode}")
+                log(
+                    f"w{workers} {runner.system.name}: worker exited with {proc.process.returncode}"
+                )
         for runner in runners:
             await runner.close()
             try:
@@ -327,6 +336,10 @@ async def run(opts: Options, command: str) -> dict[str, Any]:
     servers.start()
     log(f"private servers: {servers.nats.url}, {servers.redis.url} (in {workdir})")
     ctx = Context(servers.nats.url, servers.redis.port, opts.log_level)
+    sink = TraceSink() if opts.tracing else None
+    if sink is not None:  # before the harness's broker starts: tracing is set up once
+        trace_sink.enable(await sink.start())
+        log(f"tracing on: spans exported to {os.environ['OTEL_EXPORTER_OTLP_ENDPOINT']}")
     started = time.time()
     results: dict[str, Any] = {
         "meta": {
@@ -357,6 +370,10 @@ async def run(opts: Options, command: str) -> dict[str, Any]:
                 log(f"taskjet extras failed: {exc!r}")
                 results["failures"].append(f"taskjet extras: {exc!r}")
     finally:
+        if sink is not None:
+            telemetry.flush()
+            await sink.stop()
+            results["meta"]["tracing"] = {"requests": sink.requests, "bytes": sink.bytes}
         servers.stop()
         results["meta"]["duration_s"] = round(time.time() - started, 1)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -394,6 +411,9 @@ def versions(servers: EmbeddedServers) -> dict[str, str]:
         "celery",
         "kombu",
         "dramatiq",
+        "saq",
+        "streaq",
+        "coredis",
         "uvloop",
         "orjson",
     ):

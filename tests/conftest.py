@@ -2,27 +2,43 @@
 
 Each test gets its own stream, subject prefix and Redis prefix on the shared servers, so tests
 never see each other's tasks. Tests that kill or restart servers use `private_servers`.
+
+No process outlives the test that started it: after each test's teardown, every process the run
+started (found by the mark in its environment) must be gone, the shared servers apart; what is
+left is killed and the test errors. At the end of the run, nothing at all may be left.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import nats
 import pytest
 from nats.js import JetStreamContext
-from pydantic import SecretStr
 
-from src.config import ENV_PREFIX, Settings, load_settings
+from src.config import ENV_PREFIX, Settings
 from src.embedded import EmbeddedServers
+from src.engine.broker import JetStreamBroker
+from src.engine.core.layout import Layout
+from src.engine.core.priority import LANES
 from src.tasks.broker import broker as app_broker
-from src.tasks.jetstream import JetStreamBroker
-from src.tasks.layout import Layout
-from tests.support.processes import Proc, eventually, spawn, waiting_pulls, worker_args
+from src.testing import settings_env, settings_for
+from tests.support.processes import (
+    RUN_MARK,
+    Proc,
+    ProcessInfo,
+    eventually,
+    kill_all,
+    left_behind,
+    spawn,
+    waiting_pulls,
+    worker_args,
+)
 
 ADMIN_KEY = "admin-key-for-tests-0123456789"
 SUBMIT_KEY = "submit-key-for-tests-0123456789"
@@ -37,23 +53,48 @@ TEST_DEFAULTS: dict[str, Any] = {
     "unknown_task_delay_s": 0.5,
     "connect_timeout_s": 2.0,
     "redis_timeout_s": 1.0,
+    # Each test makes its own streams on one server, which reserves their byte limits.
+    "stream_max_bytes": 32 << 20,
 }
 
 
+os.environ[RUN_MARK] = uuid.uuid4().hex  # before anything starts: every child inherits it
+_shared: list[EmbeddedServers] = []  # the session's servers, which outlive each test
+_temp_root: list[Path] = []  # the run's temporary directory, where its Redis servers work
+
+
 @pytest.fixture(scope="session", autouse=True)
-def _clean_environment() -> None:
+def _clean_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
+    _temp_root[:] = [tmp_path_factory.getbasetemp().resolve()]
     for key in [k for k in os.environ if k.startswith(ENV_PREFIX)]:
         del os.environ[key]
     for key in ("NATS_URL", "REDIS_URL"):
         os.environ.pop(key, None)
+    # A developer's own .env (say, for compose.yaml) never reaches the tests or their children.
+    empty = tmp_path_factory.mktemp("settings") / "empty.env"
+    empty.write_text("")
+    os.environ[f"{ENV_PREFIX}ENV_FILE"] = str(empty)
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage() -> Iterator[None]:
+    """Sockets and streams a test left open are reported against that test (as errors), not
+    against whichever later test happens to set off a garbage collection. What survives is
+    frozen (`gc.freeze`: still freed by reference counting), so the next collection scans only
+    what the next test made, not the whole heap again."""
+    yield
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServers]:
     embedded = EmbeddedServers.create(tmp_path_factory.mktemp("servers"), persistent=False)
+    _shared.append(embedded)
     embedded.start()
     yield embedded
     embedded.stop()
+    _shared.remove(embedded)
 
 
 @pytest.fixture
@@ -66,29 +107,7 @@ def private_servers(tmp_path: Path) -> Iterator[EmbeddedServers]:
 
 
 def isolated_settings(embedded: EmbeddedServers, **overrides: Any) -> Settings:
-    tag = uuid.uuid4().hex[:10]
-    values: dict[str, Any] = {
-        "nats_url": embedded.nats.url,
-        "redis_url": embedded.redis.url,
-        "stream": f"T{tag}",
-        "subject_prefix": f"t{tag}",
-        "redis_prefix": f"t{tag}",
-        **TEST_DEFAULTS,
-        **overrides,
-    }
-    return load_settings(**values)
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that makes a child process load exactly these settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-    env["NATS_URL"] = settings.nats_url
-    env["REDIS_URL"] = settings.redis_url
-    for name, value in settings.model_dump(exclude={"nats_url", "redis_url"}).items():
-        if value != Settings.model_fields[name].default:
-            text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
-            env[f"{ENV_PREFIX}{name.upper()}"] = text
-    return env
+    return settings_for(embedded, **{**TEST_DEFAULTS, **overrides})
 
 
 @pytest.fixture
@@ -138,6 +157,9 @@ async def start_worker(
         wait: bool = True,
     ) -> Proc:
         log = tmp_path / f"worker-{len(started)}.log"
+        if settings.worker_concurrency != 100 and "--max-async-tasks" not in extra:
+            # As the container entrypoint does: the CLI option and the setting must agree.
+            extra = (*extra, "--max-async-tasks", str(settings.worker_concurrency))
         proc = spawn(
             worker_args(*modules, workers=workers, extra=extra),
             {**env, **(env_overrides or {})},
@@ -145,12 +167,16 @@ async def start_worker(
         )
         started.append(proc)
         if wait:
-            consumer = Layout.from_settings(settings).consumer(settings.default_queue)
+            layout = Layout.from_settings(settings)
+            consumers = [layout.consumer(settings.default_queue, lane) for lane in LANES]
 
             async def ready() -> bool:
+                """Every worker process asks for work (one with room for fewer tasks than
+                lanes asks on one lane at a time)."""
                 if proc.process.poll() is not None:
                     raise AssertionError(f"worker exited early:\n{proc.output()}")
-                return await waiting_pulls(js, settings.stream, consumer) >= workers
+                pulls = [await waiting_pulls(js, settings.stream, c) for c in consumers]
+                return sum(pulls) >= workers
 
             await eventually(ready, what="worker ready")
         return proc
@@ -167,3 +193,58 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         if isinstance(tmp, Path):
             for log in sorted(tmp.glob("*.log")):
                 item.add_report_section("call", log.name, log.read_text(errors="replace")[-6000:])
+
+
+# Tests that start servers or processes (or use a temporary folder to do so) are integration
+# tests; `make check` runs the others, in seconds.
+_INTEGRATION_FIXTURES = frozenset({"servers", "private_servers", "tmp_path"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+def _shared_pids() -> set[int]:
+    return {
+        server.process.pid
+        for embedded in _shared
+        for server in (embedded.nats, embedded.redis)
+        if server.process is not None
+    }
+
+
+def _run_temp_root() -> Path | None:
+    return _temp_root[0] if _temp_root else None
+
+
+def _describe(leftovers: list[ProcessInfo]) -> str:
+    return "\n".join(f"  pid {p.pid}: {p.command[:200]}" for p in leftovers)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    """After the test's own teardown: what it started must be gone (its error if not)."""
+    try:
+        yield
+    finally:
+        leftovers = left_behind(_run_temp_root(), expected=_shared_pids())
+        kill_all(leftovers)
+    if leftovers:
+        raise AssertionError(
+            f"{item.nodeid} left processes behind (killed):\n{_describe(leftovers)}"
+        )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """After every fixture is torn down (also when the run stopped early): nothing is left."""
+    leftovers = left_behind(_run_temp_root())
+    if leftovers:
+        kill_all(leftovers)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_sep("=", "processes left behind (killed)", red=True)
+            reporter.write_line(_describe(leftovers))

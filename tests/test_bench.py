@@ -11,12 +11,31 @@ import subprocess
 import sys
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.support.processes import ROOT
 
 
 def _finite_positive(value: object) -> bool:
     return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+def _assert_figures(cell: dict[str, Any]) -> None:
+    """Every figure of one cell was measured and is a sane number."""
+    assert cell["errors"] == [], cell
+    assert cell["tasks"] >= 1
+    assert _finite_positive(cell["throughput_median"])
+    assert _finite_positive(cell["enqueue_median"])
+    assert 10 < cell["peak_rss_mb"] < 10_000
+    if cell["workload"] in ("noop", "io1ms"):
+        latency = cell["latency"]
+        assert latency["complete"]
+        assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"]
+        assert cell["workload"] != "io1ms" or latency["p50"] >= 1.0  # it sleeps 1 ms
+    else:
+        assert cell["latency"] is None
 
 
 def test_quick_run_of_taskjet_writes_table_json_and_plot(tmp_path: Path) -> None:
@@ -47,18 +66,7 @@ def test_quick_run_of_taskjet_writes_table_json_and_plot(tmp_path: Path) -> None
     assert {c["workload"] for c in cells} == {"noop", "io1ms", "sleep100", "cpu"}
     for cell in cells:
         assert cell["system"] == "taskjet"
-        assert cell["errors"] == []
-        assert cell["tasks"] >= 1
-        assert _finite_positive(cell["throughput_median"])
-        assert _finite_positive(cell["enqueue_median"])
-        assert 10 < cell["peak_rss_mb"] < 10_000
-        if cell["workload"] in ("noop", "io1ms"):
-            latency = cell["latency"]
-            assert latency["complete"]
-            assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"]
-            assert cell["workload"] != "io1ms" or latency["p50"] >= 1.0  # it sleeps 1 ms
-        else:
-            assert cell["latency"] is None
+        _assert_figures(cell)
 
     (idle,) = results["idle"]
     assert len(idle["per_process_mb"]) == 2  # `taskiq worker` manager + one worker process
@@ -72,3 +80,37 @@ def test_quick_run_of_taskjet_writes_table_json_and_plot(tmp_path: Path) -> None
 
     if find_spec("matplotlib") is not None:
         assert (out / "smoke.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.timeout(420)
+def test_quick_run_of_saq_and_streaq_measures_every_figure(tmp_path: Path) -> None:
+    """The async Redis peers run by their own CLIs, 1 and 2 worker processes (SAQ's workers on
+    their own venv, made on first use: that can take a minute)."""
+    out = tmp_path / "results"
+    command = [
+        sys.executable, "-m", "bench", "--quick", "--systems", "saq,streaq", "--workers", "1,2",
+        "--tasks", "40", "--latency-seconds", "0.2", "--no-extras", "--out", str(out),
+        "--name", "peers",
+    ]  # fmt: skip
+    run = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=400, check=False
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+    table = (out / "peers.md").read_text()
+    assert "| workload | workers | saq | streaq |" in table
+    results = json.loads((out / "peers.json").read_text())
+    assert results["failures"] == []
+    cells = results["cells"]
+    assert {(c["system"], c["workers"], c["workload"]) for c in cells} == {
+        (system, workers, workload)
+        for system in ("saq", "streaq")
+        for workers in (1, 2)
+        for workload in ("noop", "io1ms", "sleep100", "cpu")
+    }
+    for cell in cells:
+        _assert_figures(cell)
+    # Both CLIs run a worker in the parent process and start N - 1 more.
+    assert sorted((i["system"], len(i["per_process_mb"])) for i in results["idle"]) == [
+        ("saq", 1), ("saq", 2), ("streaq", 1), ("streaq", 2),
+    ]  # fmt: skip

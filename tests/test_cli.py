@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import sys
 from pathlib import Path
 
 import httpx
+import nats
+import pytest
 
 from src.embedded import free_port, port_is_free
-from tests.support.processes import Proc, eventually, spawn, wait_healthy
+from tests.support.processes import (
+    Proc,
+    ProcessInfo,
+    descendants,
+    eventually,
+    spawn,
+    wait_healthy,
+)
 
 PYTHON = sys.executable
 
@@ -29,18 +40,25 @@ async def test_check_reports_bad_config(env: dict[str, str], tmp_path: Path) -> 
     assert "error: invalid taskjet configuration: result_ttl_s" in proc.output()
 
 
-async def _run(tmp_path: Path, data_dir: Path, ports: dict[str, int], name: str) -> Proc:
+async def _run(
+    tmp_path: Path,
+    data_dir: Path,
+    ports: dict[str, int],
+    name: str,
+    *,
+    pipe_stdout: bool = False,
+    extra: tuple[str, ...] = (),
+) -> Proc:
     args = [
         PYTHON, "-m", "src", "run",
         "--data-dir", str(data_dir),
         "--port", str(ports["http"]),
         "--nats-port", str(ports["nats"]),
         "--redis-port", str(ports["redis"]),
+        *extra,
     ]  # fmt: skip
-    import os
-
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKJET_")}
-    return spawn(args, env, tmp_path / f"{name}.log")
+    return spawn(args, env, tmp_path / f"{name}.log", pipe_stdout=pipe_stdout)
 
 
 async def _wait_healthy(proc: Proc, base: str) -> None:
@@ -91,6 +109,135 @@ async def test_run_embedded_default_and_data_survives_restart(tmp_path: Path) ->
         second.kill()
 
 
+async def test_run_cluster_starts_three_nodes_with_replicated_streams(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    ports = {"http": free_port(), "nats": free_port(), "redis": free_port()}
+    base = f"http://127.0.0.1:{ports['http']}"
+    proc = await _run(tmp_path, data_dir, ports, "cluster", extra=("--cluster",))
+    try:
+        await _wait_healthy(proc, base)
+        key = (data_dir / "api-key").read_text().strip()
+        async with httpx.AsyncClient(
+            base_url=base, headers={"Authorization": f"Bearer {key}"}
+        ) as c:
+            task_id = (await c.post("/process", json={"data": {"n": 1}})).json()["task_id"]
+
+            async def done() -> bool:
+                return (await c.get(f"/api/v1/tasks/{task_id}")).json()["state"] == "SUCCESS"
+
+            await eventually(done, what="task done on the cluster")
+        client = await nats.connect(f"nats://127.0.0.1:{ports['nats']}")
+        try:
+            info = await client.jetstream().stream_info("TASKJET")
+        finally:
+            await client.close()
+        assert info.config.num_replicas == 3
+        assert info.cluster is not None
+        assert info.cluster.leader
+        assert len(info.cluster.replicas or []) == 2, "a leader and two replicas"
+        proc.signal(signal.SIGINT)
+        assert await proc.wait(60) == 0
+    finally:
+        proc.kill()
+    assert all(port_is_free(port) for port in ports.values()), "servers stopped with the service"
+
+
+# What `taskjet run` starts, known by pieces of command lines: all of it must stop with it.
+EVERY_PART = {
+    "watchdog": ("-m src.embedded",),
+    "nats-server": ("nats-server",),
+    "redis-server": ("redis-server", "valkey"),
+    "entrypoint": ("docker-entrypoint.sh",),
+    "uvicorn": ("-m uvicorn",),
+    "taskiq manager and worker": ("-m taskiq worker",),
+}
+
+
+async def _whole_tree(launcher: Proc) -> list[ProcessInfo]:
+    """Everything under the launcher, once every part is up (a worker process as well as its
+    manager)."""
+
+    async def complete() -> list[ProcessInfo] | None:
+        tree = descendants(launcher.process.pid)
+        counts = {
+            part: sum(any(piece in p.command for piece in pieces) for p in tree)
+            for part, pieces in EVERY_PART.items()
+        }
+        return tree if all(counts.values()) and counts["taskiq manager and worker"] >= 2 else None
+
+    return await eventually(complete, timeout_s=60, what="every part of taskjet run started")
+
+
+async def _read_until(proc: Proc, text: str) -> str:
+    """What the process wrote to its stdout pipe, up to and including `text`."""
+    assert proc.process.stdout is not None
+    fd = proc.process.stdout.fileno()
+    os.set_blocking(fd, False)
+    seen = b""
+
+    async def probe() -> bool:
+        nonlocal seen
+        if proc.process.poll() is not None:
+            raise AssertionError(f"exited early:\n{seen.decode()}\n{proc.output()}")
+        with contextlib.suppress(BlockingIOError):
+            seen += os.read(fd, 65536)
+        return text.encode() in seen
+
+    await eventually(probe, timeout_s=60, what=f"{text!r} on stdout")
+    return seen.decode()
+
+
+def _running(tree: list[ProcessInfo]) -> list[ProcessInfo]:
+    return [p for p in tree if p.alive()]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP], ids=["ctrl-c", "hangup"])
+async def test_ctrl_c_with_output_piped_stops_everything(tmp_path: Path, sig: int) -> None:
+    """`taskjet run | tee run.log`, then Ctrl-C (or the terminal closes): the terminal signals
+    the launcher's process group, and the reader of its output is gone by the time it says
+    anything more."""
+    ports = {"http": free_port(), "nats": free_port(), "redis": free_port()}
+    base = f"http://127.0.0.1:{ports['http']}"
+    launcher = await _run(tmp_path, tmp_path / "data", ports, "run", pipe_stdout=True)
+    assert launcher.process.stdout is not None
+    try:
+        assert f"API     {base}" in await _read_until(launcher, "Press Ctrl-C to stop.")
+        await _wait_healthy(launcher, base)
+        tree = await _whole_tree(launcher)
+        launcher.process.stdout.close()  # `tee` dies of the same signal
+        os.killpg(launcher.process.pid, sig)
+        assert await launcher.wait(90) == 0
+        assert _running(tree) == [], "the launcher waits for everything it started"
+        assert all(port_is_free(port) for port in ports.values())
+        assert "stopping the worker, the API, then NATS and Redis" in launcher.output()
+    finally:
+        launcher.process.stdout.close()
+        launcher.kill()
+
+
+async def test_killed_launcher_takes_everything_with_it(tmp_path: Path) -> None:
+    """SIGKILL leaves the launcher no last word: its watchdog stops the service, then the
+    servers."""
+    ports = {"http": free_port(), "nats": free_port(), "redis": free_port()}
+    base = f"http://127.0.0.1:{ports['http']}"
+    launcher = await _run(tmp_path, tmp_path / "data", ports, "run")
+    try:
+        await _wait_healthy(launcher, base)
+        tree = await _whole_tree(launcher)
+        launcher.signal(signal.SIGKILL)
+        assert await launcher.wait(30) == -signal.SIGKILL
+
+        async def all_gone() -> bool:
+            return not _running(tree)
+
+        await eventually(all_gone, timeout_s=90, what=f"all of {_running(tree)} gone")
+        assert all(port_is_free(port) for port in ports.values())
+        log = launcher.output()
+        assert log.index("stopping worker") < log.index("stopping server"), "in order"
+    finally:
+        launcher.kill()
+
+
 async def test_run_uses_a_free_port_when_the_preferred_one_is_taken(tmp_path: Path) -> None:
     import socket
 
@@ -112,7 +259,7 @@ async def test_run_uses_a_free_port_when_the_preferred_one_is_taken(tmp_path: Pa
 async def test_dlq_commands(
     env: dict[str, str], tmp_path: Path, broker: object, start_worker: object
 ) -> None:
-    from src.tasks.jetstream import JetStreamBroker
+    from src.engine.broker import JetStreamBroker
     from tests.support import tasks
 
     assert isinstance(broker, JetStreamBroker)

@@ -7,12 +7,12 @@ import pytest
 from src.config import ConfigError, Settings, load_settings
 
 
-def test_defaults() -> None:
+def test_defaults_load_without_any_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every default is valid on its own (each is checked against the README in test_readme)."""
+    monkeypatch.delenv("TASKJET_ENV_FILE", raising=False)
     settings = load_settings()
-    assert settings.nats_url == "nats://localhost:4222"
-    assert settings.redis_url == "redis://localhost:6379/0"
-    assert settings.ack_wait_s == 30.0
-    assert settings.result_ttl_s == 86_400
+    assert settings.model_fields_set == set()
+    assert settings.queue_names == [settings.default_queue]
 
 
 def test_urls_come_from_plain_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,11 +44,22 @@ def test_lease_timings_are_derived_from_ack_wait() -> None:
         ("NATS_URL", "http://nats:4222", "NATS_URL 'http://nats:4222' must start with one of"),
         ("NATS_URL", "nats://", "NATS_URL 'nats://' has no host"),
         ("NATS_URL", "nats://host:notaport", "has an invalid port"),
-        ("REDIS_URL", "localhost:6379", "REDIS_URL 'localhost:6379' must start with one of"),
+        ("REDIS_URL", "cache-host:6380", "REDIS_URL 'cache-host:6380' must start with one of"),
         ("TASKJET_ACK_WAIT_S", "0", "ack_wait_s: Input should be greater than 0"),
         ("TASKJET_ACK_WAIT_S", "soon", "ack_wait_s: Input should be a valid number"),
         ("TASKJET_STREAM", "has.dot", "may only hold letters, digits"),
         ("TASKJET_ENV", "staging", "env: Input should be 'development' or 'production'"),
+        ("TASKJET_PUBLIC_URL", "jobs.example.com", "must look like https://host"),
+        ("TASKJET_PUBLIC_URL", "ftp://jobs.example.com", "must look like https://host"),
+        ("TASKJET_PUBLIC_URL", "https://jobs.example.com/?a=1", "may not have a query"),
+        ("TASKJET_STREAMS_PER_KEY", "0", "streams_per_key: Input should be greater than"),
+        ("TASKJET_STREAM_IDLE_TIMEOUT_S", "0", "stream_idle_timeout_s: Input should be greater"),
+        ("TASKJET_API_MAX_JSON_DEPTH", "1", "api_max_json_depth: Input should be greater"),
+        ("TASKJET_API_TRACEBACKS", "read", "api_tracebacks: Input should be 'admin' or 'all'"),
+        ("TASKJET_HTTP_HEADER_TIMEOUT_S", "-1", "http_header_timeout_s: Input should be greater"),
+        ("TASKJET_API_SUBMIT_RATE", "lots", "api_submit_rate: Value error, rate_limit 'lots'"),
+        ("TASKJET_API_QUEUES", "a b", "queue name 'a b' may only hold letters"),
+        ("TASKJET_QUEUES", "email,dlq", "queue name 'dlq' is reserved"),
     ],
 )
 def test_bad_values_give_a_clear_error(
@@ -70,3 +81,27 @@ def test_settings_are_immutable() -> None:
     settings = Settings()
     with pytest.raises(ValueError, match="frozen"):
         settings.ack_wait_s = 1  # type: ignore[misc]
+
+
+def test_production_refuses_an_api_without_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKJET_ENV", "production")
+    monkeypatch.setenv("TASKJET_AUTH", "disabled")
+    with pytest.raises(ConfigError, match="not allowed with TASKJET_ENV=production"):
+        load_settings()
+    monkeypatch.setenv("TASKJET_ENV", "development")
+    assert load_settings().auth == "disabled"
+
+
+def test_http_face_defaults() -> None:
+    settings = load_settings()
+    assert settings.stream_idle_timeout_s == 300.0
+    assert settings.streams_per_key == 100
+    assert settings.api_max_json_depth == 32
+    assert settings.api_tracebacks == "admin"
+    assert settings.public_url == ""
+    assert (settings.http_header_timeout_s, settings.http_body_timeout_s) == (10.0, 30.0)
+
+
+def test_public_url_loses_its_trailing_slash(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKJET_PUBLIC_URL", "https://jobs.example.com/taskjet/")
+    assert load_settings().public_url == "https://jobs.example.com/taskjet"

@@ -13,6 +13,7 @@ from src.config import ENV_PREFIX, Settings, load_settings
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "k8s"
 CONFIGMAP = "taskjet-config"
+KEDA = "keda-scaledobject.yaml"
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -97,14 +98,37 @@ def test_server_probes_health() -> None:
         assert container[probe]["httpGet"] == {"path": "/health", "port": "http"}, probe
 
 
-def test_worker_liveness_runs_check() -> None:
+def test_worker_liveness_checks_the_worker_not_its_servers() -> None:
     probe = _container(WORKER)["livenessProbe"]
-    assert probe["exec"]["command"] == ["python", "-m", "src", "check"]
+    assert probe["exec"]["command"][:4] == ["python", "-m", "src", "alive"]
     assert probe["timeoutSeconds"] < probe["periodSeconds"]
+    folder = _env(WORKER)["TASKJET_WORKER_HEARTBEAT_DIR"]
+    mounts = [m["mountPath"] for m in _container(WORKER)["volumeMounts"]]
+    assert any(folder.startswith(m.rstrip("/") + "/") for m in mounts), "a writable folder"
+
+
+def test_server_serves_metrics_on_their_own_port() -> None:
+    container = _container(SERVER)
+    port = int(_env(SERVER)["TASKJET_METRICS_PORT"])
+    assert {"name": "metrics", "containerPort": port, "protocol": "TCP"} in container["ports"]
+    annotations = _load(SERVER)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(port)
+    assert annotations["prometheus.io/path"] == "/metrics"
 
 
 def test_worker_has_time_to_finish_tasks() -> None:
     assert _pod(WORKER)["terminationGracePeriodSeconds"] >= 60
+
+
+def test_worker_grace_ends_before_kubernetes_kills_the_pod() -> None:
+    """Tasks still running when their grace period ends are handed back; that takes the worker
+    a few seconds, which must fit before the pod's SIGKILL. The rest of the pod's grace period
+    is the tasks' own."""
+    env = {**_load("configmap.yaml")["data"], **_env(WORKER)}
+    default = Settings.model_fields["shutdown_grace_s"].default
+    grace_s = float(env.get(f"{ENV_PREFIX}SHUTDOWN_GRACE_S", default))
+    margin_s = _pod(WORKER)["terminationGracePeriodSeconds"] - grace_s
+    assert 10 <= margin_s <= 20
 
 
 @pytest.mark.parametrize("manifest", DEPLOYMENTS)
@@ -132,7 +156,8 @@ def test_service_selects_only_server_pods() -> None:
 
 
 def test_kustomization_lists_every_manifest() -> None:
-    manifests = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    # The KEDA ScaledObject is applied on its own: it needs KEDA's CRDs in the cluster.
+    manifests = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", KEDA}
     assert set(_load("kustomization.yaml")["resources"]) == manifests
 
 

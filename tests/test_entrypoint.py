@@ -9,18 +9,20 @@ import uuid
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from nats.js import JetStreamContext
 
 from src.config import Settings
-from src.embedded import free_port
-from src.tasks.jetstream import JetStreamBroker
-from src.tasks.layout import Layout
+from src.embedded import free_port, group_members
+from src.engine.broker import JetStreamBroker
+from src.engine.core.layout import Layout
 from tests.conftest import SUBMIT_KEY, StartWorker
 from tests.support import tasks
 from tests.support.processes import (
     ROOT,
     Proc,
+    descendants,
     eventually,
     spawn,
     wait_healthy,
@@ -63,11 +65,8 @@ async def _worker_ready(proc: Proc, js: JetStreamContext, settings: Settings) ->
 
 async def _group_gone(proc: Proc) -> bool:
     """No process of the entrypoint's process group is left."""
-    try:
-        os.killpg(proc.process.pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
+    proc.process.poll()
+    return not group_members(proc.process.pid)
 
 
 async def test_server_mode(env: dict[str, str], tmp_path: Path) -> None:
@@ -98,6 +97,25 @@ async def test_worker_mode(
         await eventually(lambda: _group_gone(proc), what="all processes gone")
     finally:
         proc.kill()
+
+
+async def test_both_mode_with_json_logs_writes_only_json_lines(
+    env: dict[str, str], settings: Settings, tmp_path: Path, js: JetStreamContext
+) -> None:
+    proc, base = _start(env, tmp_path, "both", TASKJET_LOG_FORMAT="json")
+    try:
+        await _healthy(proc, base)
+        await _worker_ready(proc, js, settings)
+        assert await proc.stop() == 0
+    finally:
+        proc.kill()
+    lines = [line for line in proc.output().splitlines() if line.strip()]
+    parsed = [orjson.loads(line) for line in lines]  # every line, of every process
+    assert all({"time", "level", "logger", "message"} <= p.keys() for p in parsed)
+    said = {(p["logger"], p["message"].split(" (")[0]) for p in parsed}
+    assert ("docker-entrypoint.sh", "stopping worker") in said  # this script's own
+    assert ("uvicorn.error", "Application startup complete.") in said  # the server's
+    assert any(logger == "taskiq.worker" and m.startswith("Pid of") for logger, m in said)
 
 
 @pytest.mark.faults
@@ -155,6 +173,67 @@ async def test_both_mode_serves_the_whole_workflow(env: dict[str, str], tmp_path
             assert status["result"] == {"keys": ["via"], "size": 1, "echo": {"via": "both"}}
         assert await proc.stop() == 0
         await eventually(lambda: _group_gone(proc), what="server and worker both gone")
+    finally:
+        proc.kill()
+
+
+@pytest.mark.settings(ack_wait_s=60.0, shutdown_grace_s=120)
+async def test_both_mode_stops_the_worker_first_while_the_api_answers(
+    env: dict[str, str],
+    settings: Settings,
+    tmp_path: Path,
+    js: JetStreamContext,
+    broker: JetStreamBroker,
+) -> None:
+    proc, base = _start(env, tmp_path, "both")
+    try:
+        await _healthy(proc, base)
+        await _worker_ready(proc, js, settings)
+        key = uuid.uuid4().hex
+        await tasks.stubborn.kiq(key)
+
+        async def running() -> bool:
+            return await broker.results.redis.get(f"test-count:{key}") == b"1"
+
+        await eventually(running, what="a task under way")
+        proc.signal(signal.SIGTERM)
+        await eventually(lambda: _said(proc, "Waiting for 1 running tasks"), what="worker draining")
+        # The worker has 120 s to wait for its task: meanwhile the API is untouched.
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"{base}/health")).status_code == 200
+        assert "Waiting for application shutdown" not in proc.output()
+        proc.signal(signal.SIGTERM)  # the task is handed back, the worker exits, then the API
+        assert await proc.wait(60) == 0
+        log = proc.output()
+        assert (
+            log.index("stopping worker")
+            < log.index("Waiting for 1 running tasks")
+            < log.index("stopping server")
+            < log.index("Waiting for application shutdown")
+        )
+        await eventually(lambda: _group_gone(proc), what="server and worker both gone")
+    finally:
+        proc.kill()
+
+
+@pytest.mark.faults
+async def test_both_mode_roles_stop_when_the_entrypoint_is_killed(
+    env: dict[str, str], settings: Settings, tmp_path: Path, js: JetStreamContext
+) -> None:
+    proc, base = _start(env, tmp_path, "both")
+    try:
+        await _healthy(proc, base)
+        await _worker_ready(proc, js, settings)
+        roles = descendants(proc.process.pid)
+        commands = " ".join(p.command for p in roles)
+        assert "-m uvicorn" in commands
+        assert "-m taskiq worker" in commands
+        proc.signal(signal.SIGKILL)
+
+        async def roles_gone() -> bool:
+            return not [p for p in roles if p.alive()]
+
+        await eventually(roles_gone, timeout_s=60, what="server and worker stopped by themselves")
     finally:
         proc.kill()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from src.config import ENV_PREFIX, Settings
+from src.profiles import shown
 from tests.support.processes import ROOT
 
 README = (ROOT / "README.md").read_text()
@@ -39,3 +40,42 @@ def test_no_unknown_setting_is_documented() -> None:
     stream_names = {"TASKJET_DLQ", "TASKJET_EVENTS", "TASKJET_SCHEDULES"}
     known = {_env_name(name) for name in Settings.model_fields} | stream_names
     assert documented - known == set()
+
+
+def _documented_defaults() -> dict[str, str]:
+    table = README[README.index("## Configuration") :]
+    rows = re.findall(r"^\| `([A-Z_]+)` \|([^|]*)\|", table, re.M)
+    return {name: cell.strip().strip("`") for name, cell in rows}
+
+
+def test_every_documented_default_is_the_real_one() -> None:
+    documented = _documented_defaults()
+    wrong = {
+        _env_name(name): (documented.get(_env_name(name)), shown(field.default))
+        for name, field in Settings.model_fields.items()
+        if documented.get(_env_name(name)) != shown(field.default)
+    }
+    assert wrong == {}
+
+
+def _tabled_modules() -> set[str]:
+    """The engine modules the architecture table names (`a/b.py`, `c.py` means `a/c.py`)."""
+    table = README[README.index("| module | job |") :].split("\n\n", 1)[0]
+    named: set[str] = set()
+    for row in table.splitlines()[2:]:
+        folder = ""
+        for name in re.findall(r"`([\w/]+\.py)`", row.split("|")[1]):
+            if "/" in name:
+                folder, _ = name.rsplit("/", 1)
+                named.add(name)
+            else:
+                named.add(f"{folder}/{name}" if folder else name)
+    return named
+
+
+def test_the_architecture_table_names_every_engine_module() -> None:
+    engine = ROOT / "src" / "engine"
+    modules = {
+        str(path.relative_to(engine)) for path in engine.rglob("*.py") if path.name != "__init__.py"
+    }
+    assert modules - _tabled_modules() == set()

@@ -13,6 +13,8 @@ SYSTEMS: dict[str, str] = {
     "taskiq-redis": "bench.systems.taskiq_peers:TaskiqRedis",
     "celery": "bench.systems.celery_system:CelerySystem",
     "dramatiq": "bench.systems.dramatiq_system:DramatiqSystem",
+    "saq": "bench.systems.saq_system:SaqSystem",
+    "streaq": "bench.systems.streaq_system:StreaqSystem",
 }
 
 

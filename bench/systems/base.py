@@ -8,9 +8,13 @@ import json
 import os
 import sys
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from redis.asyncio import Redis
+
+from bench.measure import count_existing
 from bench.procs import Proc, tree
 from bench.workloads import TASK_FOR_WORKLOAD, Workload
 
@@ -57,10 +61,17 @@ class System(ABC):
 
     name: ClassVar[str]
     redis_db: ClassVar[int]
-    # Redis commands that write a result (keyspace event names), for latency measurement.
+    # Redis commands that write a result (keyspace event names), for latency measurement, and
+    # the `notify-keyspace-events` classes that make Redis announce them.
     result_events: ClassVar[tuple[str, ...]] = ("set",)
+    keyspace_classes: ClassVar[str] = "E$l"
     # Whether `send` really awaits I/O (True) or blocks in a synchronous client (False).
     async_client: ClassVar[bool] = True
+    # Whether stopping signals every worker process, not only the parent: CLIs whose extra
+    # workers are plain `multiprocessing` children, which the parent waits for but never stops.
+    stop_group: ClassVar[bool] = False
+    # Whether the CLI's parent process is itself a worker (`--workers N`: N processes in all).
+    parent_works: ClassVar[bool] = False
     notes: ClassVar[str] = ""
 
     def __init__(self, ctx: Context, tag: str) -> None:
@@ -97,6 +108,11 @@ class System(ABC):
     async def fetch(self, sent: Sent) -> Any:
         """The task's return value, read back through the system's own result API."""
 
+    async def count_done(self, redis: Redis, keys: Sequence[bytes]) -> int:
+        """How many of these tasks have a readable result: their result keys that exist. A
+        system whose key exists before the task is done says it otherwise."""
+        return await count_existing(redis, keys)
+
     # Worker side ------------------------------------------------------------------------
     @abstractmethod
     def worker_command(self, workers: int) -> list[str]: ...
@@ -105,8 +121,9 @@ class System(ABC):
     def worker_env(self) -> dict[str, str]: ...
 
     def expected_processes(self, workers: int) -> int:
-        """A manager process plus one per worker (taskiq, Celery prefork, Dramatiq)."""
-        return workers + 1
+        """A manager process plus one per worker (taskiq, Celery prefork, Dramatiq), or just
+        the workers where the CLI's parent process is one of them (SAQ, streaQ)."""
+        return workers + (0 if self.parent_works else 1)
 
     async def worker_ready(self, proc: Proc, workers: int) -> bool:
         """A system-specific sign that every worker process asks for work (default: none)."""
@@ -139,6 +156,24 @@ class System(ABC):
 
 
 _PROBE = Workload("noop", "readiness probe")
+
+
+class QueuePeer(System, ABC):
+    """A peer whose workers need only a Redis URL and a queue name (in `BENCH_CONFIG`)."""
+
+    def config(self) -> dict[str, Any]:
+        return {"redis_url": self.redis_url, "queue": f"bench{self.tag}"}
+
+    def worker_env(self) -> dict[str, str]:
+        return {**clean_env(), CONFIG_ENV: json.dumps(self.config())}
+
+
+async def blocked_clients(redis_url: str, command: str) -> int:
+    """Redis clients blocked in `command` (e.g. `xreadgroup`): workers waiting for work. Redis
+    7.0 lists a stream consumer only once it has read a message, so this is the sign."""
+    async with Redis.from_url(redis_url) as redis:
+        clients = await redis.client_list()
+    return sum(1 for c in clients if c.get("cmd") == command and "b" in c.get("flags", ""))
 
 
 def python() -> str:

@@ -9,7 +9,15 @@ from typing import Any, ClassVar
 from taskiq import AsyncBroker
 
 from bench.procs import Proc
-from bench.systems.base import CONFIG_ENV, Sent, System, clean_env, python, task_name
+from bench.systems.base import (
+    CONFIG_ENV,
+    Sent,
+    System,
+    blocked_clients,
+    clean_env,
+    python,
+    task_name,
+)
 from bench.workloads import ASYNC_FUNCS, Workload
 
 RESULT_TTL_S = 3600
@@ -131,11 +139,5 @@ class TaskiqRedis(_TaskiqPeer):
         return build_redis_stream(self.config())
 
     async def worker_ready(self, proc: Proc, workers: int) -> bool:
-        """Every worker process blocks in XREADGROUP (Redis 7.0 lists no consumer until a
-        message is read, so XINFO CONSUMERS cannot tell)."""
-        from redis.asyncio import Redis
-
-        async with Redis.from_url(self.redis_url) as redis:
-            clients = await redis.client_list()
-        waiting = [c for c in clients if c.get("cmd") == "xreadgroup" and "b" in c.get("flags", "")]
-        return len(waiting) >= workers
+        """Every worker process blocks in XREADGROUP."""
+        return await blocked_clients(self.redis_url, "xreadgroup") >= workers

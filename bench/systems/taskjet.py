@@ -73,6 +73,7 @@ class Taskjet(System):
             "--workers", str(workers),
             "--max-async-tasks", str(self.settings.worker_concurrency),
             "--log-level", self.ctx.log_level,
+            "--receiver", "src.tasks.broker:TaskjetReceiver",
         ]  # fmt: skip
 
     def worker_env(self) -> dict[str, str]:

@@ -23,9 +23,14 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self.max_bytes()
-        too_large = error_response(
-            413, "payload_too_large", f"request body over the limit of {limit} bytes"
-        )
+
+        async def too_large(scope: Scope, receive: Receive, send: Send) -> None:
+            # Made only when needed: a JSON answer per request is not free.
+            answer = error_response(
+                413, "payload_too_large", f"request body over the limit of {limit} bytes"
+            )
+            await answer(scope, receive, send)
+
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None:
             try:

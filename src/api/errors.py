@@ -12,13 +12,34 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from nats.errors import ConnectionClosedError as NatsConnectionClosed
+from nats.errors import NoRespondersError as NatsNoResponders
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import NoStreamResponseError
+from nats.js.errors import ServiceUnavailableError as JsServiceUnavailable
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from src.tasks.control import TaskConflictError, TaskNotFoundError
-from src.tasks.formatter import EncodeError
-from src.tasks.records import InvalidCursorError
+from src.engine.core.errors import (
+    ArtifactNotFoundError,
+    BrokerNotStartedError,
+    EncodeError,
+    InvalidCursorError,
+    LabelError,
+    MessageTooLargeError,
+    ReplicationError,
+    ScheduleNotFoundError,
+    ScheduleReadOnlyError,
+    StreamFullError,
+    TaskConflictError,
+    TaskNotFoundError,
+    WorkflowNotFoundError,
+)
 
 logger = logging.getLogger("taskjet.api")
+# What a client is told to wait when the task queue is full.
+_QUEUE_FULL_RETRY_S = 5
 
 
 class ApiError(Exception):
@@ -66,6 +87,11 @@ class UnprocessableError(ApiError):
     code = "validation_error"
 
 
+class TooManyRequestsError(ApiError):
+    status_code = 429
+    code = "too_many_requests"
+
+
 class ServiceUnavailableError(ApiError):
     status_code = 503
     code = "unavailable"
@@ -96,6 +122,10 @@ async def _conflict(_: Request, exc: Exception) -> JSONResponse:
     return error_response(409, "conflict", str(exc), {"state": exc.state.value})
 
 
+async def _read_only(_: Request, exc: Exception) -> JSONResponse:
+    return error_response(409, "conflict", str(exc))
+
+
 async def _bad_cursor(_: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "validation_error", str(exc), [{"loc": ["query", "cursor"]}])
 
@@ -116,8 +146,46 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
 
+async def _label_error(_: Request, exc: Exception) -> JSONResponse:
+    return error_response(422, "invalid_label", str(exc))
+
+
+async def _too_large(_: Request, exc: Exception) -> JSONResponse:
+    return error_response(413, "payload_too_large", str(exc))
+
+
+async def _stream_full(_: Request, exc: Exception) -> JSONResponse:
+    return error_response(
+        503, "queue_full", str(exc), headers={"Retry-After": str(_QUEUE_FULL_RETRY_S)}
+    )
+
+
 async def _encode_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "not_serialisable", str(exc))
+
+
+# NATS or Redis not answering now (a leader election, a failover, a restart): 503, not 500.
+_UNAVAILABLE: tuple[type[Exception], ...] = (
+    NatsTimeoutError,
+    NatsNoResponders,
+    NatsConnectionClosed,
+    JsServiceUnavailable,
+    NoStreamResponseError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReplicationError,
+    BrokerNotStartedError,
+)
+
+
+async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+    logger.warning("a dependency did not answer: %r", exc)
+    return error_response(
+        503,
+        "unavailable",
+        "NATS or Redis did not answer in time (a failover may be under way): try again",
+        headers={"Retry-After": "2"},
+    )
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
@@ -130,7 +198,16 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(EncodeError, _encode_error)
+    app.add_exception_handler(MessageTooLargeError, _too_large)
+    app.add_exception_handler(StreamFullError, _stream_full)
+    app.add_exception_handler(LabelError, _label_error)
     app.add_exception_handler(TaskNotFoundError, _not_found)
+    app.add_exception_handler(WorkflowNotFoundError, _not_found)
+    app.add_exception_handler(ArtifactNotFoundError, _not_found)
     app.add_exception_handler(TaskConflictError, _conflict)
+    app.add_exception_handler(ScheduleNotFoundError, _not_found)
+    app.add_exception_handler(ScheduleReadOnlyError, _read_only)
     app.add_exception_handler(InvalidCursorError, _bad_cursor)
+    for unavailable in _UNAVAILABLE:
+        app.add_exception_handler(unavailable, _unavailable)
     app.add_exception_handler(Exception, _unexpected)

@@ -12,14 +12,21 @@ import typing
 from functools import lru_cache
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from starlette.requests import Request
+from starlette.responses import Response
 from taskiq.decor import AsyncTaskiqDecoratedTask
 from taskiq_dependencies.dependency import Dependency
 
 from src.api.errors import ApiError, UnprocessableError
+from src.api.json_guard import json_problem
+from src.api.links import link_paths
+from src.api.quotas import check_queue
 from src.api.schemas import SubmitRequest
-from src.tasks.jetstream import JetStreamBroker
-from src.tasks.kicker import TaskHandle, TaskjetKicker
+from src.engine.broker import JetStreamBroker
+from src.engine.core.states import TaskState
+from src.engine.sending.kicker import TaskHandle, TaskjetKicker
 
 API_LABEL = "api"
 
@@ -53,7 +60,8 @@ def arguments_model(task: AsyncTaskiqDecoratedTask[Any, Any]) -> type[BaseModel]
             continue
         default = ... if param.default is param.empty else param.default
         fields[name] = (hints.get(name, Any), default)
-    return create_model(f"{task.task_name}:arguments", __config__=ConfigDict(extra=extra), **fields)
+    config = ConfigDict(extra=extra, allow_inf_nan=False)
+    return create_model(f"{task.task_name}:arguments", __config__=config, **fields)
 
 
 def bind_arguments(task: AsyncTaskiqDecoratedTask[Any, Any], body: SubmitRequest) -> dict[str, Any]:
@@ -87,17 +95,27 @@ def bind_arguments(task: AsyncTaskiqDecoratedTask[Any, Any], body: SubmitRequest
                 for err in exc.errors()
             ],
         ) from None
+    # JSON mode would turn NaN into null: look at the values first (a task's own models may
+    # make a float of the string "NaN").
+    problem = json_problem(validated.model_dump(), max_depth=None)
+    if problem is not None:
+        raise UnprocessableError(
+            f"invalid arguments for {task.task_name}: {problem}",
+            [{"loc": ["body", "kwargs"], "msg": problem}],
+        )
     dumped: dict[str, Any] = validated.model_dump(mode="json")
     return dumped
 
 
 async def dispatch(
-    task: AsyncTaskiqDecoratedTask[Any, Any], body: SubmitRequest
+    task: AsyncTaskiqDecoratedTask[Any, Any], body: SubmitRequest, queues: set[str]
 ) -> TaskHandle[Any]:
+    """Validate and queue one submission; `queues` are those the API may send tasks to."""
     kwargs = bind_arguments(task, body)
     options = body.options
     labels: dict[str, Any] = {}
     if options.queue:
+        check_queue(options.queue, queues)
         labels["queue_name"] = options.queue
     if options.idempotency_key:
         labels["idempotency_key"] = options.idempotency_key
@@ -105,6 +123,8 @@ async def dispatch(
         labels["timeout"] = options.timeout
     if options.client_id:
         labels["client_id"] = options.client_id
+    if options.notify_url:
+        labels["notify_url"] = options.notify_url
     if options.priority is not None:
         labels["priority"] = options.priority
     if options.delay is not None:
@@ -114,3 +134,22 @@ async def dispatch(
     kicker = task.kicker().with_labels(**labels)
     assert isinstance(kicker, TaskjetKicker)
     return await kicker.kiq(**kwargs)
+
+
+async def submit(request: Request, body: SubmitRequest) -> Response:
+    """Queue a registered, API-submittable task (`POST /api/v1/tasks`, either route)."""
+    state = request.app.state
+    task = submittable(state.broker, body.task)
+    handle = await dispatch(task, body, state.api_queues)
+    return accepted(handle.task_id, link_paths(request, handle.task_id))
+
+
+def accepted(task_id: str, links: dict[str, str]) -> Response:
+    """The 202 answer (`SubmitAccepted`), written directly: these fields need no checking."""
+    body = {"task_id": task_id, "state": TaskState.PENDING.value, "links": links}
+    return Response(
+        orjson.dumps(body),
+        status_code=202,
+        media_type="application/json",
+        headers={"Location": links["self"]},
+    )

@@ -1,1 +1,1 @@
-"""Tasks and the machinery that runs them: broker, transport, results."""
+"""The application's tasks, and `broker.py`, the broker and decorator they register with."""

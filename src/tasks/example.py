@@ -7,8 +7,7 @@ from typing import Any
 
 from taskiq import TaskiqDepends
 
-from src.tasks.broker import register_task
-from src.tasks.progress import Progress
+from src.tasks.broker import Progress, register_task
 
 
 @register_task(api=True)

@@ -17,6 +17,7 @@ from src.config import Settings
 from src.embedded import free_port
 from tests.conftest import ADMIN_KEY
 from tests.support import tasks as _registers_test_tasks  # noqa: F401
+from tests.support.processes import eventually
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -54,11 +55,14 @@ async def served(settings: Settings) -> AsyncIterator[str]:
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
-        while not server.started:
+
+        def started() -> bool:
             if task.done():
                 task.result()
                 raise AssertionError("uvicorn stopped before it started")
-            await asyncio.sleep(0.02)
+            return bool(server.started)
+
+        await eventually(started, what="uvicorn started")
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True

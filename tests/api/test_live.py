@@ -172,9 +172,12 @@ async def test_client_stream_gets_every_task_of_its_client(
             client.stream("GET", f"/sse/{client_id}") as response,
         ):
             async for _, data in sse(response):
-                if data == "listening":
+                if isinstance(data, dict) and data.get("type") == "ready":
+                    assert not ready.is_set(), "ready comes once, first"
+                    assert data == {"type": "ready", "client_id": client_id}
                     ready.set()
                 elif isinstance(data, dict):
+                    assert ready.is_set(), "nothing comes before ready"
                     got.append(data)
                     if sum(d["status"] == "completed" for d in got) == want:
                         return got
@@ -192,4 +195,27 @@ async def test_client_stream_gets_every_task_of_its_client(
         assert {d["task_id"] for d in got} == set(mine)
         for task_id in mine:
             statuses = [d["status"] for d in got if d["task_id"] == task_id]
+            assert statuses == ["started", "processing", "completed"]
+
+
+async def test_client_websocket_says_ready_first_then_misses_nothing(
+    server: str, start_worker: StartWorker
+) -> None:
+    """A client that dispatches once `ready` came gets every event of its task, from the
+    first (no probes, no waiting for the subscription)."""
+    await start_worker()
+    client_id = f"c{uuid.uuid4().hex[:8]}"
+    url = server.replace("http", "ws", 1) + f"/ws/{client_id}?token={READ_KEY}"
+    for _ in range(3):  # each time anew: the subscription is in place when ready is sent
+        async with connect(url) as socket:
+            ready = orjson.loads(await asyncio.wait_for(socket.recv(), 30))
+            assert ready == {"type": "ready", "client_id": client_id}
+            task_id = await _submit(
+                server, STEPPER, kwargs={"steps": 1}, options={"client_id": client_id}
+            )
+            statuses = []
+            while not statuses or statuses[-1] != "completed":
+                event = orjson.loads(await asyncio.wait_for(socket.recv(), 30))
+                assert event["task_id"] == task_id
+                statuses.append(event["status"])
             assert statuses == ["started", "processing", "completed"]

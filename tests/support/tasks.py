@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from taskiq import Context, TaskiqDepends
 
-from src.tasks.broker import broker, register_task
-from src.tasks.progress import Progress
+from src.tasks.broker import Progress, artifacts, broker, register_task
 
 
 class PaymentDeclinedError(Exception):
@@ -227,3 +227,111 @@ async def ordered(key: str, tag: str) -> None:
     """Notes the order tasks start in."""
     await (await _redis()).rpush(f"test-order:{key}", tag)
     await asyncio.sleep(0.05)
+
+
+@register_task()
+async def refuse(blob: str) -> None:
+    """Fails with its (possibly huge) argument in the error message."""
+    raise ValueError(blob)
+
+
+@register_task()
+async def file_gated(started: str, gate: str) -> str:
+    """Marks its start in a file, then runs until the gate file exists: a test can act while it
+    runs without going through Redis."""
+    from pathlib import Path
+
+    Path(started).touch()
+    while not Path(gate).exists():
+        await asyncio.sleep(0.02)
+    return "through"
+
+
+@register_task()
+async def big_result(size: int) -> str:
+    return "x" * size
+
+
+@register_task(api=True)
+async def counted(key: str) -> int:
+    """Counts its runs: a task dispatched twice but run once shows a count of 1."""
+    return int(await (await _redis()).incr(f"test-count:{key}"))
+
+
+# Workflows -----------------------------------------------------------------------------------
+@register_task()
+async def add(x: float, y: float) -> float:
+    return x + y
+
+
+@register_task()
+async def explode(value: Any, message: str = "boom") -> None:
+    raise ValueError(message)
+
+
+@register_task()
+async def tally(values: list[Any], key: str) -> list[Any]:
+    """A chord callback that counts its runs, so a second run shows."""
+    await (await _redis()).incr(f"test-count:{key}")
+    return values
+
+
+@register_task()
+async def gated_value(value: Any, started: str, gate: str) -> Any:
+    """Marks its start in a file, returns `value` once the gate file exists."""
+    from pathlib import Path
+
+    Path(started).touch()
+    while not Path(gate).exists():
+        await asyncio.sleep(0.02)
+    return value
+
+
+@register_task()
+async def record_order(value: Any, key: str, tag: str) -> str:
+    """Appends `tag` to a list, so a test sees the order steps ran in."""
+    await (await _redis()).rpush(f"test-order:{key}", tag)
+    return tag
+
+
+def is_big(value: Any) -> bool:
+    """A workflow condition."""
+    return isinstance(value, int | float) and value > 10
+
+
+# Artifacts -----------------------------------------------------------------------------------
+def pattern(size: int, block_size: int = 1 << 20) -> Iterator[bytes]:
+    """`size` bytes of a fixed pattern, a block at a time: a test can check a large file
+    without holding it."""
+    block = bytes(range(256)) * (block_size // 256)
+    left = size
+    while left > 0:
+        piece = block[: min(left, len(block))]
+        left -= len(piece)
+        yield piece
+
+
+@register_task()
+async def make_artifact(name: str, size: int, content_type: str) -> int:
+    async def chunks() -> AsyncIterator[bytes]:
+        for piece in pattern(size):
+            yield piece
+
+    return (await artifacts.put(name, chunks(), content_type=content_type)).size
+
+
+@register_task()
+async def small_artifacts() -> list[str]:
+    await artifacts.put("report.csv", b"a,b\n1,2\n", content_type="text/csv")
+    await artifacts.put("empty.txt", b"", content_type="text/plain")
+    return ["report.csv", "empty.txt"]
+
+
+_held: list[bytearray] = []
+
+
+@register_task()
+async def hog(mb: int) -> int:
+    """Holds `mb` MiB (touched, so resident) for the rest of the process's life."""
+    _held.append(bytearray(b"x" * (mb << 20)))
+    return len(_held)

@@ -1,4 +1,5 @@
-"""`GET /health`: can this process reach NATS (JetStream) and Redis right now?"""
+"""`GET /health`: can this process reach NATS (JetStream) and Redis right now? And
+`/health/workers`: how every worker process says it is doing."""
 
 from __future__ import annotations
 
@@ -6,8 +7,16 @@ import asyncio
 
 from fastapi import APIRouter, Response, status
 
+from src.api.auth import require
 from src.api.deps import BrokerDep
-from src.api.schemas import ComponentHealth, Health
+from src.api.schemas import (
+    BreakerView,
+    ComponentHealth,
+    Health,
+    WorkersDiagnostics,
+    WorkersHealth,
+)
+from src.engine.worker.registry import DIAGNOSTICS, WorkerInfo
 
 router = APIRouter(tags=["operations"])
 
@@ -41,3 +50,22 @@ async def health(broker: BrokerDep, response: Response) -> Health:
     if not ok:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return Health(status="ok" if ok else "unavailable", nats=nats_health, redis=redis_health)
+
+
+@router.get("/health/workers", dependencies=[require("read")])
+async def workers(broker: BrokerDep) -> WorkersHealth:
+    """Every worker process that reported within `TASKJET_WORKER_TTL_S` (`ok` or
+    `unhealthy`), and those that stopped reporting (`stale`) until their report expires; and
+    the circuit breakers they share, with their states."""
+    reports, breakers = await asyncio.gather(broker.workers.reports(), broker.breakers.states())
+    return WorkersHealth(
+        workers=[WorkerInfo.model_validate(w.model_dump(exclude=DIAGNOSTICS)) for w in reports],
+        breakers=BreakerView.listed(breakers),
+    )
+
+
+@router.get("/health/workers/diagnostics", dependencies=[require("read")])
+async def worker_diagnostics(broker: BrokerDep) -> WorkersDiagnostics:
+    """The same, with the tasks each worker runs and its NATS and Redis round trips."""
+    reports, breakers = await asyncio.gather(broker.workers.reports(), broker.breakers.states())
+    return WorkersDiagnostics(workers=reports, breakers=BreakerView.listed(breakers))

@@ -1,0 +1,3 @@
+"""The literature miner example's test setup: taskjet's fixtures, nothing else."""
+
+pytest_plugins = ["src.testing"]

@@ -1,0 +1,3 @@
+"""The summariser example's test setup: taskjet's fixtures, nothing else."""
+
+pytest_plugins = ["src.testing"]

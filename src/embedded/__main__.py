@@ -1,0 +1,5 @@
+import sys
+
+from src.embedded.watchdog import watch
+
+watch(sys.stdin.buffer)

@@ -1,0 +1,4 @@
+"""What taskjet remembers about tasks: records, results, events and dead letters.
+
+May use `core` and `backends`.
+"""

@@ -1,0 +1,342 @@
+"""Fetching tasks: one supervised loop per consumed queue, each filling free room from the
+queue's priority lanes.
+
+Room is filled high lane first, each lane its weighted share (`priority.shares`), never more
+than this process has room for; when every lane is empty, one lingering pull per lane waits for
+the next task. A loop that fails is logged and restarted with a growing pause, and the worker
+reports itself unhealthy until its loops run again; a message that cannot be admitted is that
+message's problem (see `admission.py`), never the loop's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, Callable, Iterable
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from src.config import Settings
+from src.engine.backends import provisioning
+from src.engine.core.aio import cancel_all
+from src.engine.core.errors import ProvisioningError
+from src.engine.core.layout import Layout
+from src.engine.core.priority import LANES, Lane, shares
+from src.engine.worker.admission import Admission
+from src.engine.worker.delivery import Delivery, hand_back
+from src.engine.worker.inflight import InFlight
+from src.engine.worker.pulls import Subscription, give_back, pull_now, pull_wait
+from src.engine.worker.queue_gate import QueueGate
+from src.engine.worker.retry_share import RetryShare, hold_back
+
+logger = logging.getLogger("taskjet.fetch")
+
+# Consecutive fetch failures after which the consumer is re-provisioned and re-subscribed.
+_RESUBSCRIBE_AFTER = 3
+_ERROR_BACKOFF_S = 0.5
+_RESTART_BACKOFF_MAX_S = 30.0
+# How long a worker with room for fewer lingering pulls than lanes waits before polling all.
+_SHORT_WAIT_S = 0.1
+# How long a busy worker waits for a batch's worth of room (`InFlight.refill`) before it fills
+# what room it has (while long tasks hold the rest).
+_GATHER_S = 0.01
+
+
+class Fetching:
+    """The fetch loops of one worker process, and the deliveries they admit."""
+
+    def __init__(
+        self,
+        *,
+        nc: Callable[[], NATS],
+        js: Callable[[], JetStreamContext],
+        layout: Callable[[], Layout],
+        settings: Callable[[], Settings],
+        inflight: InFlight,
+        admission: Admission,
+        worker_id: Callable[[], str],
+        gate: QueueGate,
+    ) -> None:
+        self._nc = nc
+        self._js = js
+        self._layout = layout
+        self._settings = settings
+        self._inflight = inflight
+        self._admission = admission
+        self._worker_id = worker_id
+        self._gate = gate
+        self._subscriptions: set[Subscription] = set()
+        self._starting: set[asyncio.Task[None]] = set()  # batches being marked STARTED
+        self.problems: dict[str, str] = {}  # queue -> why its loop is not running
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    async def batches(self, queues: list[str]) -> AsyncGenerator[list[Delivery], None]:
+        """Admitted deliveries from every queue, a fetched batch at a time (so the receiver
+        starts them in the same event-loop turn, and their writes share round trips).
+        Whatever was admitted but not taken when the iteration stops is handed back."""
+        ready: asyncio.Queue[list[Delivery]] = asyncio.Queue()
+        loops = [
+            asyncio.create_task(self._supervise(queue, ready), name=f"taskjet-fetch-{queue}")
+            for queue in queues
+        ]
+        try:
+            while True:
+                yield await ready.get()
+        finally:
+            await cancel_all(loops)
+            await cancel_all(list(self._starting))
+            pending: list[Delivery] = []
+            while not ready.empty():
+                pending.extend(ready.get_nowait())
+            await hand_back(pending, "listener closed")
+
+    async def _supervise(self, queue: str, ready: asyncio.Queue[list[Delivery]]) -> None:
+        """Run the queue's loop for ever; a crash is logged, reported and followed by a
+        restart after a growing pause."""
+        crashes = 0
+        while True:
+            try:
+                await self._fetch_into(queue, ready)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                crashes += 1
+                pause = min(_RESTART_BACKOFF_MAX_S, _ERROR_BACKOFF_S * 2 ** min(crashes, 10))
+                self.problems[queue] = f"fetch loop failed: {type(exc).__name__}: {exc}"
+                log = logger.error if isinstance(exc, ProvisioningError) else logger.exception
+                log(
+                    "fetch loop of queue %s failed (%d); restarting in %.1fs", queue, crashes, pause
+                )
+                await asyncio.sleep(pause)
+
+    async def _fetch_into(self, queue: str, ready: asyncio.Queue[list[Delivery]]) -> None:
+        subs = {lane: await self._subscribe(queue, lane) for lane in LANES}
+        waiting: dict[Lane, asyncio.Task[list[Msg]]] = {}
+        settings = self._settings()
+        share = RetryShare(settings.retry_share)
+        failures = 0
+        self.problems.pop(queue, None)
+
+        async def failed(exc: BaseException) -> None:
+            """Count a failed fetch; after a few in a row, start over with fresh pulls."""
+            nonlocal failures
+            failures += 1
+            logger.warning("fetch from %s failed (%d in a row): %s", queue, failures, exc)
+            await asyncio.sleep(_ERROR_BACKOFF_S)
+            if failures >= _RESUBSCRIBE_AFTER:
+                self._forget_waiting(waiting)
+                for lane in LANES:
+                    subs[lane] = await self._resubscribe(subs[lane], queue, lane)
+                failures = 0
+
+        try:
+            while True:
+                if not self._gate.is_open(queue):
+                    # Paused: give back the room the open pulls hold, withdraw them from the
+                    # server (a task sent now must not reach this worker), wait for a resume.
+                    self._forget_waiting(waiting)
+                    for lane in LANES:
+                        subs[lane] = await self._withdrawn(subs[lane], queue, lane)
+                    await self._gate.changed()
+                    continue
+                msgs, failure = self._harvest(waiting)
+                if failure is not None and not msgs:
+                    await failed(failure)
+                    continue
+                if not msgs and not self._inflight.refill:
+                    some_room = self._inflight.free > 0
+                    gathered = await self._wait_for_room(waiting, _GATHER_S if some_room else None)
+                    if gathered or self._inflight.free <= 0:
+                        continue
+                    # Short of a batch for _GATHER_S (long tasks hold the rest): fill what is free.
+                try:
+                    room = min(self._inflight.free - len(msgs), settings.fetch_batch)
+                    msgs.extend(await self._fill(subs, waiting, room))
+                except Exception as exc:
+                    if msgs:  # what already arrived is admitted first
+                        await self._admit(await hold_back(share, msgs), queue, ready)
+                    await failed(exc)
+                    continue
+                if failure is None:
+                    failures = 0
+                if msgs:
+                    await self._admit(await hold_back(share, msgs), queue, ready)
+                elif self._linger(subs, waiting):
+                    await self._wait_for_any(waiting.values())
+        finally:
+            self._forget_waiting(waiting)
+
+    def _linger(
+        self, subs: dict[Lane, Subscription], waiting: dict[Lane, asyncio.Task[list[Msg]]]
+    ) -> bool:
+        """Every lane is empty: open a lingering pull on each lane without one (as far as the
+        room goes); True if there is a pull to wait for. With room for fewer pulls than lanes
+        (e.g. --max-async-tasks 1), pulls expire soon, so the lanes without one are looked at
+        again within _SHORT_WAIT_S."""
+        room = self._inflight.free
+        idle = [lane for lane in LANES if lane not in waiting]
+        wait_s = self._settings().fetch_timeout_s if room >= len(idle) else _SHORT_WAIT_S
+        for lane in idle[: max(room, 0)]:
+            self._inflight.reserved += 1
+            waiting[lane] = asyncio.create_task(pull_wait(subs[lane], wait_s))
+        return bool(waiting)
+
+    async def _admit(
+        self, msgs: list[Msg], queue: str, ready: asyncio.Queue[list[Delivery]]
+    ) -> None:
+        admitted: list[Delivery] = []
+        try:
+            for msg in msgs:
+                delivery = await self._admission.admit(msg, queue)
+                if delivery is not None:
+                    self._inflight.add(delivery)
+                    admitted.append(delivery)
+        except BaseException:
+            # Never keep what will not run: everything of this batch goes back to the queue.
+            await hand_back([d for d in admitted if not d.settled], "admission failed")
+            raise
+        if admitted:
+            # Marked STARTED while this loop already fetches the next batch.
+            starting = asyncio.create_task(self._start(admitted, ready))
+            self._starting.add(starting)
+            starting.add_done_callback(self._starting.discard)
+
+    async def _start(self, admitted: list[Delivery], ready: asyncio.Queue[list[Delivery]]) -> None:
+        try:
+            started = await self._admission.start(admitted, self._worker_id())
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                logger.exception("cannot start a batch of %d task(s)", len(admitted))
+            await hand_back([d for d in admitted if not d.settled], "admission failed")
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        if started:
+            ready.put_nowait(started)
+
+    async def _wait_for_room(
+        self, waiting: dict[Lane, asyncio.Task[list[Msg]]], timeout_s: float | None
+    ) -> bool:
+        """Until enough tasks ended for a batch (`InFlight.refill`) or a lingering pull ended
+        (its room comes back, or it brought a task): with room for fewer pulls than lanes,
+        the room of a pull that expired empty must go to the next look, not wait for a
+        running task to end. False if `timeout_s` ran out first."""
+        self._inflight.freed.clear()
+        freed = asyncio.ensure_future(self._inflight.freed.wait())
+        try:
+            return await self._wait_for_any([freed, *waiting.values()], timeout_s)
+        finally:
+            freed.cancel()
+
+    async def _wait_for_any(
+        self, tasks: Iterable[asyncio.Future[Any]], timeout_s: float | None = None
+    ) -> bool:
+        """Until one of `tasks` is done, or a queue is paused or resumed: False if `timeout_s`
+        ran out first."""
+        change = asyncio.ensure_future(self._gate.changed())
+        try:
+            done, _ = await asyncio.wait(
+                [change, *tasks], timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            change.cancel()
+        return bool(done)
+
+    def _harvest(
+        self, waiting: dict[Lane, asyncio.Task[list[Msg]]]
+    ) -> tuple[list[Msg], BaseException | None]:
+        """What the lingering pulls that finished brought in, and what one of them failed
+        with (a consumer gone, NATS away), if any."""
+        msgs: list[Msg] = []
+        failure: BaseException | None = None
+        for lane, task in list(waiting.items()):
+            if task.done():
+                del waiting[lane]
+                self._inflight.reserved -= 1
+                if task.cancelled():
+                    continue
+                if task.exception() is None:
+                    msgs.extend(task.result())
+                else:
+                    failure = failure or task.exception()
+        return msgs, failure
+
+    async def _fill(
+        self,
+        subs: dict[Lane, Subscription],
+        waiting: dict[Lane, asyncio.Task[list[Msg]]],
+        room: int,
+    ) -> list[Msg]:
+        """Up to `room` waiting tasks, high lane first, each lane its share; a share a lane
+        cannot use passes to the next one."""
+        msgs: list[Msg] = []
+        carry = 0
+        for lane, share in shares(room) if room > 0 else []:
+            if lane in waiting:  # its lingering pull will bring what arrives
+                carry += share
+                continue
+            got = await self._pull_now(subs[lane], share + carry)
+            carry = share + carry - len(got)
+            msgs.extend(got)
+        return msgs
+
+    def _forget_waiting(self, waiting: dict[Lane, asyncio.Task[list[Msg]]]) -> None:
+        for task in waiting.values():
+            task.cancel()
+        self._inflight.reserved -= len(waiting)
+        waiting.clear()
+
+    async def _pull_now(self, subscription: Subscription, n: int) -> list[Msg]:
+        return await pull_now(self._nc(), subscription, n, self._settings().connect_timeout_s)
+
+    async def _subscribe(self, queue: str, lane: Lane) -> Subscription:
+        layout = self._layout()
+        await provisioning.ensure_consumer(
+            self._js(),
+            layout.stream,
+            provisioning.consumer_config(self._settings(), layout, queue, lane),
+        )
+        subscription = await self._js().pull_subscribe_bind(
+            layout.consumer(queue, lane), stream=layout.stream
+        )
+        self._subscriptions.add(subscription)
+        return subscription
+
+    async def _resubscribe(
+        self, subscription: Subscription, queue: str, lane: Lane
+    ) -> Subscription:
+        """Fetch can stall for good after some reconnects: start over with a fresh one."""
+        self._subscriptions.discard(subscription)
+        with contextlib.suppress(Exception):
+            await subscription.unsubscribe()
+        while True:
+            try:
+                await provisioning.ensure_stream(
+                    self._js(), provisioning.stream_config(self._settings(), self._layout())
+                )
+                return await self._subscribe(queue, lane)
+            except ProvisioningError:
+                raise
+            except Exception as exc:
+                logger.warning("re-subscribing to %s failed: %s", queue, exc)
+                await asyncio.sleep(_ERROR_BACKOFF_S)
+
+    async def _withdrawn(self, subscription: Subscription, queue: str, lane: Lane) -> Subscription:
+        """A fresh subscription in place of `subscription`, whose open pull requests the server
+        drops with its inbox; what already arrived on it is handed back."""
+        self._subscriptions.discard(subscription)
+        await give_back(self._nc(), [subscription], self._settings().connect_timeout_s)
+        return await self._subscribe(queue, lane)
+
+    async def stop(self) -> None:
+        """Withdraw open pull requests, so a handed-back message is not redelivered to this
+        departing worker, and hand back what already arrived but was never fetched."""
+        subscriptions, self._subscriptions = list(self._subscriptions), set()
+        await give_back(self._nc(), subscriptions, self._settings().connect_timeout_s)

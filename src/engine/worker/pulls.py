@@ -1,0 +1,92 @@
+"""JetStream pull requests as the fetch loops make them: one that takes what is there now, one
+that waits for a message, and withdrawing them all (unsubscribing: the server drops pull
+requests whose inbox has gone) with what already arrived handed back.
+
+nats-py's `fetch` waits for a full batch and makes a task and a timer per message; these read
+the subscription's inbox directly, which is why they reach into nats-py's `_sub` and
+`_pending_queue`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as Inbox
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+
+from src.engine.core.errors import ConsumerGoneError
+
+Subscription = JetStreamContext.PullSubscription
+# Pull answers that mean the consumer is not there (no responders): not an empty queue.
+_GONE = frozenset({"503"})
+
+
+async def pull_now(nc: NATS, subscription: Subscription, n: int, timeout_s: float) -> list[Msg]:
+    """Up to `n` messages that are there now; never waits for more to arrive."""
+    if n <= 0:
+        return []
+    inbox = subscription._sub
+    await nc.publish(
+        subscription._nms, b'{"batch":%d,"no_wait":true}' % n, reply=subscription._deliver
+    )
+    msgs: list[Msg] = []
+    while len(msgs) < n:
+        msg = _arrived(inbox)
+        if msg is None:
+            try:
+                msg = await inbox.next_msg(timeout=timeout_s)
+            except (TimeoutError, NatsTimeoutError):
+                break
+        headers = msg.headers or {}
+        status = headers.get("Status")
+        if status is None:
+            msgs.append(msg)
+        elif status in _GONE or "deleted" in str(headers.get("Description", "")).lower():
+            raise ConsumerGoneError(f"pull request answered {status}: no consumer")
+        elif status != "100":  # 404 nothing there, 408 expired, 409 ...: this request is done
+            break
+    return msgs
+
+
+async def pull_wait(subscription: Subscription, wait_s: float) -> list[Msg]:
+    """One message, waiting up to `wait_s` for it to arrive (the server's pull request
+    expires with it, so none is left behind)."""
+    try:
+        return await subscription.fetch(1, timeout=wait_s)
+    except (TimeoutError, NatsTimeoutError):
+        return []
+
+
+async def give_back(nc: NATS, subscriptions: list[Subscription], timeout_s: float) -> None:
+    """Unsubscribe (the server drops pull requests whose inbox has gone) and nak what
+    arrived but was never fetched."""
+    arrived = []
+    for subscription in subscriptions:
+        with contextlib.suppress(Exception):
+            await subscription.unsubscribe()
+        pending = subscription._sub._pending_queue
+        while not pending.empty():
+            msg = pending.get_nowait()
+            if msg.data and msg.reply:
+                arrived.append(msg)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(nc.flush(), timeout_s)
+    for msg in arrived:
+        with contextlib.suppress(Exception):
+            await msg.nak()
+
+
+def _arrived(inbox: Inbox) -> Msg | None:
+    """A message already in the inbox, taken as `next_msg` takes it, without the task, timer
+    and id `next_msg` makes for each message (they cost more than admitting the message)."""
+    queue = inbox._pending_queue
+    if queue.empty():
+        return None
+    msg: Msg = queue.get_nowait()
+    inbox._pending_size -= len(msg.data)
+    queue.task_done()
+    return msg
