@@ -33,7 +33,7 @@ from taskiq.message import BrokerMessage, TaskiqMessage
 from src.config import ConfigError, Settings, get_settings
 from src.engine import telemetry
 from src.engine.backends import provisioning
-from src.engine.backends.nats import connect_nats, patiently
+from src.engine.backends.nats import connect_nats, flush, patiently
 from src.engine.backends.redis import RedisConnection
 from src.engine.core.aio import cancel_all
 from src.engine.core.errors import BrokerNotStartedError, LabelError
@@ -357,7 +357,7 @@ class JetStreamBroker(AsyncBroker):
         if self._nc is not None:
             # flush + close, not drain: drain waits out a pending pull request for up to 30 s.
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._nc.flush(), self.settings.connect_timeout_s)
+                await flush(self._nc, self.settings.connect_timeout_s)
             await self._nc.close()
             self._nc = self._js = None
             self._events = None

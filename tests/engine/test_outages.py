@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from taskiq.exceptions import TaskiqResultTimeoutError
 
 from src.config import Settings
-from src.embedded import EmbeddedServers
+from src.embedded import EmbeddedServers, NatsServer
 from src.engine.broker import JetStreamBroker
 from src.tasks.broker import broker as app_broker
 from tests.conftest import isolated_settings, settings_env
@@ -116,3 +117,35 @@ async def test_a_result_that_cannot_be_saved_mid_run_is_never_acked_and_lands_la
         return (await client.js.stream_info(outage_settings.stream)).state.messages == 0
 
     await eventually(queue_empty, what="acked once the result was saved")
+
+
+async def test_a_nats_server_frozen_past_the_worker_s_probes_then_thawed(
+    private_servers: EmbeddedServers, client: JetStreamBroker, worker: Proc
+) -> None:
+    """NATS stops answering (a frozen process, a stalled VM) for longer than the worker's
+    round-trip probe waits, then answers again: the late answers must not leave the worker's
+    connection deaf, so the tasks sent after the thaw all run."""
+    first = [uuid.uuid4().hex for _ in range(5)]
+    before = await asyncio.gather(
+        *[(await tasks.echo.kiq(k)).wait_result(timeout=60) for k in first]
+    )
+    assert [r.return_value for r in before] == first
+    nats = private_servers.nats
+    assert isinstance(nats, NatsServer)
+    assert nats.process is not None
+    nats.process.send_signal(signal.SIGSTOP)
+    try:
+        await eventually(
+            lambda: "NATS round trip" in worker.output(),
+            what="the worker's probe of the frozen server ran out",
+            timeout_s=60,
+        )
+    finally:
+        nats.process.send_signal(signal.SIGCONT)
+    after = [uuid.uuid4().hex for _ in range(20)]
+    handles = [await tasks.echo.kiq(k) for k in after]
+    results = await asyncio.gather(*(h.wait_result(timeout=60) for h in handles))
+    assert [r.return_value for r in results] == after
+    # The connection came through whole: no read loop died, nothing had to reconnect.
+    assert "encountered error" not in worker.output()
+    assert "NATS disconnected" not in worker.output()

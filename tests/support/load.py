@@ -20,12 +20,15 @@ class Tally:
     sent: int = 0
     results: int = 0
     lost: list[str] = field(default_factory=list)
+    never_ran: int = 0
+    why_no_result: Counter[str] = field(default_factory=Counter)  # the lost tasks' errors
     duplicates: int = 0
     api_answers: Counter[int] = field(default_factory=Counter)
 
     def report(self) -> str:
         return (
-            f"sent {self.sent}, results {self.results}, lost {len(self.lost)}, "
+            f"sent {self.sent}, results {self.results}, lost {len(self.lost)} "
+            f"(never ran: {self.never_ran}; no result: {dict(self.why_no_result.most_common(3))}), "
             f"duplicate runs {self.duplicates}, API answers {dict(self.api_answers)}"
         )
 
@@ -75,5 +78,9 @@ async def settle(
         tally.results += stored
         if not stored or ran == 0:
             tally.lost.append(handle.task_id)
+            tally.never_ran += ran == 0
+        if not stored:
+            error = result if isinstance(result, BaseException) else result.error
+            tally.why_no_result[f"{type(error).__name__}: {error}"[:120]] += 1
         tally.duplicates += max(0, ran - 1)
     return tally

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from nats.aio.client import Client as NATS
-from nats.errors import NoRespondersError, NoServersError
+from nats.errors import FlushTimeoutError, NoRespondersError, NoServersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 
@@ -19,6 +19,10 @@ from src.engine.core.errors import NatsUnavailableError
 logger = logging.getLogger("taskjet.nats")
 
 _RECONNECT_WAIT_S = 0.5
+# A connection that answers no PING for this long is taken for dead and replaced (nats-py's
+# default, 2 min x 2, leaves a half-open connection unnoticed for minutes).
+_PING_INTERVAL_S = 10
+_MAX_OUTSTANDING_PINGS = 3
 _T = TypeVar("_T")
 
 
@@ -45,6 +49,8 @@ async def connect_nats(settings: Settings) -> NATS:
             # Bounded for the first connect, so bad configuration fails within seconds...
             max_reconnect_attempts=max(1, int(settings.connect_timeout_s / _RECONNECT_WAIT_S)),
             reconnect_time_wait=_RECONNECT_WAIT_S,  # type: ignore[arg-type]
+            ping_interval=_PING_INTERVAL_S,
+            max_outstanding_pings=_MAX_OUTSTANDING_PINGS,
             disconnected_cb=disconnected,
             reconnected_cb=reconnected,
             error_cb=error,
@@ -56,6 +62,25 @@ async def connect_nats(settings: Settings) -> NATS:
     # ...and unbounded afterwards.
     nc.options["max_reconnect_attempts"] = -1
     return nc
+
+
+async def flush(nc: NATS, timeout_s: float = 10.0) -> None:
+    """Wait until the server has everything published so far (one PING answered by a PONG);
+    `FlushTimeoutError` after `timeout_s`.
+
+    Not `nc.flush(timeout)` (nor `nc.rtt`): on a timeout they cancel their PONG's future, and
+    when that PONG does arrive (a frozen node thawing, a stalled VM) completing the cancelled
+    future raises inside nats-py's read loop, which stops for good while the client still
+    reports itself connected: a worker that never hears of another task. Here the future is
+    left for the late PONG to complete, and a cancelled caller leaves it alone too.
+    """
+    if not nc.is_connected:
+        raise FlushTimeoutError
+    pong: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    await nc._send_ping(pong)
+    done, _ = await asyncio.wait({pong}, timeout=timeout_s)
+    if not done:
+        raise FlushTimeoutError
 
 
 # Answers that mean "not now" (a leader being elected, a node restarting), not "no".

@@ -20,6 +20,7 @@ from taskiq.message import TaskiqMessage
 from taskiq.result import TaskiqResult
 
 from src.config import Settings
+from src.engine.backends.nats import flush
 from src.engine.core.errors import TaskCancelledError, TaskConflictError, TaskNotFoundError
 from src.engine.core.labels import next_dispatch
 from src.engine.core.layout import Layout
@@ -188,7 +189,7 @@ class TaskControl:
                 continue
             await self._redispatch(next_dispatch(decode(payload)), record.queue)
             republished.append(record.task_id)
-        await self._nc().flush()
+        await flush(self._nc())
         return OrphansRequeued(handed_back=handed_back, republished=republished)
 
     async def _in_stream(self, sequence: int) -> bool:

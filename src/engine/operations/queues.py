@@ -24,6 +24,7 @@ from nats.js.errors import NotFoundError
 from pydantic import BaseModel, Field
 from taskiq.result import TaskiqResult
 
+from src.engine.backends.nats import flush
 from src.engine.core.errors import LabelError, TaskCancelledError
 from src.engine.core.labels import dispatch_of
 from src.engine.core.layout import Layout
@@ -76,7 +77,7 @@ class QueueControl:
     async def _announce(self) -> None:
         nc = self._nc()
         await nc.publish(self._layout().queues_subject, b"changed")
-        await nc.flush()
+        await flush(nc)
 
     async def purge(self, queue: str, lane: Lane | None = None) -> PurgeResult:
         """Drop the queued tasks of `queue` (one lane, or all three)."""

@@ -9,7 +9,6 @@ the subscription's inbox directly, which is why they reach into nats-py's `_sub`
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 
 from nats.aio.client import Client as NATS
@@ -18,6 +17,7 @@ from nats.aio.subscription import Subscription as Inbox
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
+from src.engine.backends.nats import flush
 from src.engine.core.errors import ConsumerGoneError
 
 Subscription = JetStreamContext.PullSubscription
@@ -74,7 +74,7 @@ async def give_back(nc: NATS, subscriptions: list[Subscription], timeout_s: floa
             if msg.data and msg.reply:
                 arrived.append(msg)
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(nc.flush(), timeout_s)
+        await flush(nc, timeout_s)
     for msg in arrived:
         with contextlib.suppress(Exception):
             await msg.nak()

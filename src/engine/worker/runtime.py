@@ -14,6 +14,7 @@ from typing import Any
 from nats.aio.client import Client as NATS
 
 from src.config import Settings
+from src.engine.backends.nats import flush
 from src.engine.core.aio import cancel_all
 from src.engine.core.layout import Layout
 from src.engine.worker.fetcher import Fetching
@@ -23,6 +24,7 @@ from src.engine.worker.queue_gate import QueueGate
 from src.engine.worker.recycling import Recycling
 from src.engine.worker.registry import WorkerRegistry
 from src.engine.worker.throttle import Throttle
+from src.engine.worker.vitals import PROBE_TIMEOUT_S
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +65,9 @@ class WorkerRuntime:
             settings.redelivery_delay_s,
         )
         vitals = self._workers.vitals.watch_loop(leases.beating, settings.worker_heartbeat_dir)
-        report = self._report_alive(settings.worker_report_interval_s, nc.flush, redis_ping)
+        report = self._report_alive(
+            settings.worker_report_interval_s, lambda: flush(nc, PROBE_TIMEOUT_S), redis_ping
+        )
         self._tasks = [
             asyncio.create_task(leases.run(), name="taskjet-leases"),
             asyncio.create_task(report, name="taskjet-reporter"),

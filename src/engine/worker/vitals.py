@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import resource
 import time
@@ -19,8 +20,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+logger = logging.getLogger("taskjet.worker")
+
 WINDOW_S = 300.0  # the mean run time covers this many seconds
 _TICK_S = 0.5
+PROBE_TIMEOUT_S = 5.0  # a round trip slower than this counts as no answer
 
 
 class Vitals:
@@ -55,6 +59,9 @@ class Vitals:
         """Time one NATS PING and one Redis PING (None when it failed)."""
         self.nats_rtt_s = await _timed(nats)
         self.redis_rtt_s = await _timed(redis)
+        for name, rtt in (("NATS", self.nats_rtt_s), ("Redis", self.redis_rtt_s)):
+            if rtt is None:
+                logger.warning("%s round trip: no answer within %.0f s", name, PROBE_TIMEOUT_S)
 
     async def watch_loop(self, beating: Callable[[], bool], heartbeat_dir: str) -> None:
         """Measure how late the loop wakes up; touch the heartbeat file while `beating()`."""
@@ -87,7 +94,7 @@ def rss_bytes() -> int:
 async def _timed(call: Callable[[], Awaitable[object]]) -> float | None:
     start = time.monotonic()
     try:
-        await asyncio.wait_for(call(), 5.0)
+        await asyncio.wait_for(call(), PROBE_TIMEOUT_S)
     except Exception:
         return None
     return round(time.monotonic() - start, 6)
