@@ -275,15 +275,27 @@ class Fetching:
         room: int,
     ) -> list[Msg]:
         """Up to `room` waiting tasks, high lane first, each lane its share; a share a lane
-        cannot use passes to the next one."""
+        cannot use passes to the next one, and what is left at the end (the low lane was
+        empty, or a lingering pull covers it) to the lanes that had more, high first: the room
+        is filled in one go, not over several turns of the loop."""
         msgs: list[Msg] = []
         carry = 0
+        had_more: list[Lane] = []
         for lane, share in shares(room) if room > 0 else []:
             if lane in waiting:  # its lingering pull will bring what arrives
                 carry += share
                 continue
-            got = await self._pull_now(subs[lane], share + carry)
-            carry = share + carry - len(got)
+            ask = share + carry
+            got = await self._pull_now(subs[lane], ask)
+            carry = ask - len(got)
+            msgs.extend(got)
+            if len(got) == ask:
+                had_more.append(lane)
+        for lane in had_more:
+            if carry <= 0:
+                break
+            got = await self._pull_now(subs[lane], carry)
+            carry -= len(got)
             msgs.extend(got)
         return msgs
 
