@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One image, three roles: RUN_MODE=server (default) | worker | both.
 #   server: the FastAPI app under uvicorn on $HOST:$PORT
-#   worker: `taskiq worker` with $TASKJET_WORKER_PROCESSES processes
+#   worker: `taskjet worker` (taskiq's worker loop under a lighter manager, `src/launcher/`)
+#           with $TASKJET_WORKER_PROCESSES processes
 #   both:   server and worker side by side; SIGTERM/SIGINT stops the worker, then the server
 #           (the API answers while the worker hands its tasks back), and if either one dies the
 #           other is stopped too, so the container restarts as a whole.
@@ -67,7 +68,7 @@ server() {
 
 worker() {
     # shellcheck disable=SC2086
-    launch "$PYTHON" -m taskiq worker src.tasks.broker:broker $MODULES \
+    launch "$PYTHON" -m src.launcher src.tasks.broker:broker $MODULES \
         --receiver src.tasks.broker:TaskjetReceiver --workers "$WORKERS" --max-async-tasks "$CONCURRENCY" --log-level "$LOG_LEVEL" \
         --wait-tasks-timeout "$GRACE" --hardkill-count 0 $WORKER_ARGS
 }
@@ -92,10 +93,10 @@ children_of() {
 # Runs the given roles as children and stops them together, one after the other in the order
 # given: each gets one SIGTERM once the one before it has exited, so in `both` the worker hands
 # its tasks back while the API still answers. The first SIGTERM/SIGINT starts that, and so does
-# either role dying, so the container restarts as a whole. Each role gets SIGTERM once only (a
-# second one can deadlock taskiq's process manager, whose signal handler is not re-entrant): a
-# second SIGTERM/SIGINT goes straight to the worker processes under that manager, which then
-# cancel what still runs and hand it back to the queue.
+# either role dying, so the container restarts as a whole. Each role gets SIGTERM once only: a
+# second SIGTERM/SIGINT goes straight to the worker processes under the worker's manager (a
+# `taskiq worker` manager's signal handler is not re-entrant), which then cancel what still
+# runs and hand it back to the queue.
 supervise() {
     local roles=("$@") pids=() role worker_pid="" SUPERVISOR=$$
     for role in "${roles[@]}"; do

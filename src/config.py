@@ -150,7 +150,9 @@ class Settings(BaseSettings, ApiSettings, OutboundSettings):
     worker_modules: str = Field(
         default="src.tasks.example", description="Task modules a worker imports (space separated)."
     )
-    worker_args: str = Field(default="", description="Extra arguments for `taskiq worker`.")
+    worker_args: str = Field(
+        default="", description="Extra arguments for `taskjet worker` (`taskiq worker` options)."
+    )
     max_tasks_per_child: int = Field(
         default=0,
         ge=0,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from pathlib import Path
@@ -146,7 +147,8 @@ StartWorker = Callable[..., Awaitable[Proc]]
 async def start_worker(
     env: dict[str, str], settings: Settings, tmp_path: Path, js: JetStreamContext
 ) -> AsyncIterator[StartWorker]:
-    """Start `taskiq worker` processes, the stock CLI, and wait until they ask for work."""
+    """Start `taskiq worker` processes, the stock CLI (or `taskjet worker`'s, with
+    `launcher=True`), and wait until they ask for work."""
     started: list[Proc] = []
 
     async def start(
@@ -155,13 +157,17 @@ async def start_worker(
         extra: tuple[str, ...] = (),
         env_overrides: dict[str, str] | None = None,
         wait: bool = True,
+        launcher: bool = False,
     ) -> Proc:
         log = tmp_path / f"worker-{len(started)}.log"
         if settings.worker_concurrency != 100 and "--max-async-tasks" not in extra:
             # As the container entrypoint does: the CLI option and the setting must agree.
             extra = (*extra, "--max-async-tasks", str(settings.worker_concurrency))
+        args = worker_args(*modules, workers=workers, extra=extra)
+        if launcher:  # `taskjet worker` instead of `taskiq worker`: the same arguments
+            args = [sys.executable, "-m", "src.launcher", *args[2:]]
         proc = spawn(
-            worker_args(*modules, workers=workers, extra=extra),
+            args,
             {**env, **(env_overrides or {})},
             log,
         )

@@ -149,7 +149,7 @@ EVERY_PART = {
     "redis-server": ("redis-server", "valkey"),
     "entrypoint": ("docker-entrypoint.sh",),
     "uvicorn": ("-m uvicorn",),
-    "taskiq manager and worker": ("-m taskiq worker",),
+    "worker manager and worker": ("-m src.launcher",),
 }
 
 
@@ -163,7 +163,7 @@ async def _whole_tree(launcher: Proc) -> list[ProcessInfo]:
             part: sum(any(piece in p.command for piece in pieces) for p in tree)
             for part, pieces in EVERY_PART.items()
         }
-        return tree if all(counts.values()) and counts["taskiq manager and worker"] >= 2 else None
+        return tree if all(counts.values()) and counts["worker manager and worker"] >= 2 else None
 
     return await eventually(complete, timeout_s=60, what="every part of taskjet run started")
 

@@ -115,7 +115,8 @@ async def test_both_mode_with_json_logs_writes_only_json_lines(
     said = {(p["logger"], p["message"].split(" (")[0]) for p in parsed}
     assert ("docker-entrypoint.sh", "stopping worker") in said  # this script's own
     assert ("uvicorn.error", "Application startup complete.") in said  # the server's
-    assert any(logger == "taskiq.worker" and m.startswith("Pid of") for logger, m in said)
+    assert ("taskjet.launcher", "starting 1 worker process(es)") in said  # the worker's manager
+    assert any(logger == "taskiq.worker" and m.startswith("Importing tasks") for logger, m in said)
 
 
 @pytest.mark.faults
@@ -227,7 +228,7 @@ async def test_both_mode_roles_stop_when_the_entrypoint_is_killed(
         roles = descendants(proc.process.pid)
         commands = " ".join(p.command for p in roles)
         assert "-m uvicorn" in commands
-        assert "-m taskiq worker" in commands
+        assert "-m src.launcher" in commands
         proc.signal(signal.SIGKILL)
 
         async def roles_gone() -> bool:
@@ -254,7 +255,7 @@ async def test_both_mode_stops_the_server_when_the_worker_dies(
         commands = {
             pid: Path(f"/proc/{pid}/cmdline").read_bytes() for pid in _children(proc.process.pid)
         }
-        worker_pid = next(pid for pid, cmd in commands.items() if b"taskiq" in cmd)
+        worker_pid = next(pid for pid, cmd in commands.items() if b"src.launcher" in cmd)
         os.kill(worker_pid, signal.SIGKILL)
         assert await proc.wait(30) != 0
         await eventually(lambda: _group_gone(proc), what="server stopped too")

@@ -1,4 +1,5 @@
-"""taskjet: its own broker object, worker started with the stock `taskiq worker` CLI."""
+"""taskjet: its own broker object, workers started as the container starts them: `taskjet
+worker` (`python -m src.launcher`, taskiq's worker loop under taskjet's lighter manager)."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ class Taskjet(System):
 
     def worker_command(self, workers: int) -> list[str]:
         return [
-            python(), "-m", "taskiq", "worker", "src.tasks.broker:broker",
+            python(), "-m", "src.launcher", "src.tasks.broker:broker",
             "bench.systems.taskjet_tasks",
             "--workers", str(workers),
             "--max-async-tasks", str(self.settings.worker_concurrency),

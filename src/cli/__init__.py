@@ -8,7 +8,18 @@ from __future__ import annotations
 
 import typer
 
-from src.cli import dlq, events, inspect, queues, reset, schedules, service, settings, workflows
+from src.cli import (
+    dlq,
+    events,
+    inspect,
+    queues,
+    reset,
+    schedules,
+    service,
+    settings,
+    worker,
+    workflows,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -19,6 +30,11 @@ app = typer.Typer(
 app.command()(service.run)
 app.command()(service.check)
 app.command()(service.alive)
+# Everything after `worker` is `taskiq worker`'s, passed on untouched.
+app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)(worker.worker)
 app.add_typer(inspect.app, name="inspect")
 app.command()(events.events)
 app.command()(queues.purge)

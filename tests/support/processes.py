@@ -164,6 +164,14 @@ class _Pid:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
 
+    def alive(self) -> bool:
+        """Still running (a zombie its parent has not reaped yet counts as gone)."""
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat.rpartition(")")[2].split()[0] != "Z"
+
 
 async def wait_healthy(proc: Proc, base: str, what: str = "server healthy") -> None:
     """Until `GET {base}/health` answers 200; fails at once if the process exits."""

@@ -79,8 +79,9 @@ def worker_capacity(settings: Settings, options: ReceiverOptions | None) -> int:
 
 
 def refuse_to_start(error: Exception) -> None:
-    """Stop this worker process and its `taskiq worker` manager with one clear line, instead
-    of the manager restarting a process that can never run."""
+    """Stop this worker process and its manager with one clear line, instead of the manager
+    restarting a process that can never run: `taskjet worker`'s stops on the exit code (2),
+    `taskiq worker`'s is sent SIGTERM."""
     logger.critical("taskjet worker cannot start: %s", error)
     parent = os.getppid()
     if parent > 1 and _is_taskiq_manager(parent):

@@ -24,7 +24,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import httpx
 import orjson
 from taskiq.abc.broker import AsyncBroker
 from taskiq.decor import AsyncTaskiqDecoratedTask
@@ -216,7 +215,13 @@ class Webhooks:
 
 
 async def _post(url: str, payload: bytes, headers: dict[str, str], timeout_s: float) -> int:
-    """One POST, redirects not followed (they could lead off the allow-list)."""
+    """One POST, redirects not followed (they could lead off the allow-list).
+
+    httpx is imported here, on the first webhook: with the modules it loads (its command line's
+    rich and pygments among them) it would add 5 MB to every worker process, most of which
+    never send one."""
+    import httpx
+
     try:
         async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) as client:
             response = await client.post(url, content=payload, headers=headers)

@@ -9,7 +9,8 @@ import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
+
+import pytest
 
 from src.config import load_settings
 from src.engine.broker import JetStreamBroker
@@ -81,10 +82,13 @@ async def _all_ran_once(broker: JetStreamBroker, handles: list, keys: list[str])
     assert await _counts(broker, keys) == [1] * len(keys), "each ran exactly once"
 
 
+@pytest.mark.parametrize("launcher", [False, True], ids=["taskiq-worker", "taskjet-worker"])
 async def test_a_worker_process_is_replaced_after_n_tasks_and_nothing_is_lost_or_doubled(
-    broker: JetStreamBroker, start_worker: StartWorker, tmp_path: Path
+    broker: JetStreamBroker, start_worker: StartWorker, launcher: bool
 ) -> None:
-    worker = await start_worker(env_overrides={"TASKJET_MAX_TASKS_PER_CHILD": "5"})
+    worker = await start_worker(
+        env_overrides={"TASKJET_MAX_TASKS_PER_CHILD": "5"}, launcher=launcher
+    )
     first = _pids(worker)
     # More than a task could survive being handed back (TASKJET_MAX_REDELIVERIES) per process.
     keys = [uuid.uuid4().hex for _ in range(37)]
