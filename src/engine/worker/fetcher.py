@@ -146,26 +146,30 @@ class Fetching:
                         subs[lane] = await self._withdrawn(subs[lane], queue, lane)
                     await self._gate.changed()
                     continue
-                msgs, failure = self._harvest(waiting)
-                if failure is not None and not msgs:
+                harvested, failure = self._harvest(waiting)
+                if harvested:
+                    # Lingering pulls brought work to an idle worker: start it before asking
+                    # for more (the next turn fills the rest). A lone task then waits for no
+                    # further pull, and its STARTED mark shares the loop with nothing else.
+                    await self._admit(await hold_back(share, harvested), queue, ready, wait=True)
+                    continue
+                if failure is not None:
                     await failed(failure)
                     continue
-                if not msgs and not self._inflight.refill:
+                if not self._inflight.refill:
                     some_room = self._inflight.free > 0
                     gathered = await self._wait_for_room(waiting, _GATHER_S if some_room else None)
                     if gathered or self._inflight.free <= 0:
                         continue
                     # Short of a batch for _GATHER_S (long tasks hold the rest): fill what is free.
                 try:
-                    room = min(self._inflight.free - len(msgs), settings.fetch_batch)
-                    msgs.extend(await self._fill(subs, waiting, room))
+                    msgs = await self._fill(
+                        subs, waiting, min(self._inflight.free, settings.fetch_batch)
+                    )
                 except Exception as exc:
-                    if msgs:  # what already arrived is admitted first
-                        await self._admit(await hold_back(share, msgs), queue, ready)
                     await failed(exc)
                     continue
-                if failure is None:
-                    failures = 0
+                failures = 0
                 if msgs:
                     await self._admit(await hold_back(share, msgs), queue, ready)
                 elif self._linger(subs, waiting):
@@ -189,8 +193,15 @@ class Fetching:
         return bool(waiting)
 
     async def _admit(
-        self, msgs: list[Msg], queue: str, ready: asyncio.Queue[list[Delivery]]
+        self,
+        msgs: list[Msg],
+        queue: str,
+        ready: asyncio.Queue[list[Delivery]],
+        *,
+        wait: bool = False,
     ) -> None:
+        """Admit a fetched batch and have it marked STARTED (then run): alongside the next
+        fetch, or first with `wait`."""
         admitted: list[Delivery] = []
         try:
             for msg in msgs:
@@ -207,6 +218,8 @@ class Fetching:
             starting = asyncio.create_task(self._start(admitted, ready))
             self._starting.add(starting)
             starting.add_done_callback(self._starting.discard)
+            if wait:
+                await asyncio.shield(starting)
 
     async def _start(self, admitted: list[Delivery], ready: asyncio.Queue[list[Delivery]]) -> None:
         try:
