@@ -77,6 +77,31 @@ async def test_a_running_task_cancelled_is_told_once(
     assert body["timestamps"]["started_at"] is not None
 
 
+@pytest.mark.settings(ack_wait_s=2.0)
+async def test_a_running_task_cancelled_while_its_worker_is_dead(
+    client: httpx.AsyncClient, start_worker: StartWorker, receiver: Receiver
+) -> None:
+    """Nobody is left to store the outcome of the cancelled run: the worker that gets the
+    message again stores it instead of running the task, so waiters and the webhook learn."""
+    first = await start_worker()
+    key = uuid.uuid4().hex
+    handle = await tasks.hang.kicker().with_labels(notify_url=receiver.url).kiq(key)
+    redis = app_broker.results.redis
+    await eventually(lambda: redis.exists(f"test-count:{key}"), what="hang started")
+    first.kill()
+    cancelled = await client.post(f"/api/v1/tasks/{handle.task_id}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["state"] == "CANCELLED"
+    await start_worker()
+    result = await handle.wait_result(timeout=60)
+    assert result.is_err
+    assert type(result.error).__name__ == "TaskCancelledError"
+    body = await only_hook(receiver, handle.task_id)
+    assert body["state"] == "CANCELLED"
+    assert body["error"]["type"] == "TaskCancelledError"
+    assert int(await redis.get(f"test-count:{key}")) == 1, "not run again"
+
+
 async def test_a_message_with_bad_labels_dead_lettered_at_admission(
     client: httpx.AsyncClient,
     start_worker: StartWorker,

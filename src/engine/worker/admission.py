@@ -219,6 +219,18 @@ class Admission:
                     "it already ended" if outcome.code == "finished" else "dispatched anew since",
                     outcome.before,
                 )
+                if outcome.code == "finished" and outcome.before is TaskState.CANCELLED:
+                    try:
+                        stored = await self._settlement.cancelled_run_without_outcome(delivery)
+                    except Exception as exc:  # Redis away: the message comes back later
+                        logger.warning("cannot store %s's cancellation: %s", delivery.task_id, exc)
+                        await delivery.nak(self._settings().redelivery_delay_s)
+                        continue
+                    if stored is not None:
+                        await self._events().publish(
+                            TaskEvent.ended_by(delivery.task_id, TaskState.CANCELLED, stored),
+                            delivery.labels.client_id,
+                        )
                 if outcome.code == "stale" or await self._settlement.tell_workflow(delivery):
                     await delivery.ack()
                 continue

@@ -17,7 +17,7 @@ from nats.aio.msg import Msg
 from taskiq.result import TaskiqResult
 
 from src.config import Settings
-from src.engine.core.errors import InvalidTaskError
+from src.engine.core.errors import InvalidTaskError, TaskCancelledError
 from src.engine.core.labels import WorkflowStep
 from src.engine.core.states import TaskState
 from src.engine.core.wire import readable_task_id
@@ -112,6 +112,44 @@ class Settlement:
             current_delivery.reset(token)
         if await self.tell_workflow(delivery):
             await delivery.term()
+
+    async def cancelled_run_without_outcome(self, delivery: Delivery) -> TaskCancelledError | None:
+        """A task cancelled while it ran, whose worker died before it could store the outcome:
+        its record says CANCELLED, but no result exists and no webhook went out. The worker
+        that gets the message again stores that outcome (once: only if no result exists yet)
+        instead of running the task, so waiters and webhooks learn. Returns the error stored,
+        None if an outcome was there already."""
+        if await self._results.is_result_ready(delivery.task_id):
+            return None
+        error = TaskCancelledError.while_running()
+        result: TaskiqResult[Any] = TaskiqResult(
+            is_err=True,
+            return_value=None,
+            execution_time=0.0,
+            error=error,
+            labels=delivery.message.labels,
+        )
+        await self._writes.submit(
+            Transition(
+                delivery.task_id,
+                delivery.message.task_name,
+                TaskState.CANCELLED,
+                "final",
+                {
+                    "finished_at": time.time(),
+                    "error_type": type(error).__name__,
+                    "error_message": str(error),
+                },
+                dispatch=delivery.labels.dispatch,
+                attempt=delivery.attempt,
+                result=dump_result(result),
+                labels=delivery.labels,
+            )
+        )
+        logger.warning(
+            "task %s was cancelled while its worker was gone; outcome stored", delivery.task_id
+        )
+        return error
 
     async def give_up_undecodable(self, msg: Msg, queue: str, error: Exception) -> None:
         """A body that is not a task: dead-lettered whole; if a task id can be read from it,
