@@ -1,9 +1,10 @@
 """`python -m bench.profile`: where a taskjet worker's time per no-op task goes.
 
 1. Private servers; N no-op tasks are queued first, with no worker running.
-2. One `taskiq worker` process (stock CLI, as in the benchmark) is started and drains them
-   while `py-spy record` samples it; its CPU time (from /proc) over the drain gives the CPU
-   cost per task, and the samples say where that cost goes.
+2. One worker process under the stock `taskiq worker` CLI (each process runs the same worker loop
+   as under `taskjet worker`) is started and drains them while `py-spy record` samples it; its
+   CPU time (from /proc) over the drain gives the CPU cost per task, and the samples say where
+   that cost goes.
 3. The sending side: `kiq` of N no-op tasks (1000 in flight) under pyinstrument, in-process.
 
 4. One uvicorn process (as `docker-entrypoint.sh` starts it) under HTTP load, under py-spy.

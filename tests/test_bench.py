@@ -114,3 +114,23 @@ def test_quick_run_of_saq_and_streaq_measures_every_figure(tmp_path: Path) -> No
     assert sorted((i["system"], len(i["per_process_mb"])) for i in results["idle"]) == [
         ("saq", 1), ("saq", 2), ("streaq", 1), ("streaq", 2),
     ]  # fmt: skip
+
+
+def test_footprint_measures_both_managers(tmp_path: Path) -> None:
+    out = tmp_path / "footprint.json"
+    command = [sys.executable, "-m", "bench.footprint", "--tasks", "200", "--workers", "1"]
+    run = subprocess.run(
+        [*command, "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["manager"] for r in rows} == {"taskjet worker", "taskiq worker"}
+    for row in rows:
+        for figures in (row["idle"], row["after"]):
+            assert 10 < figures["uss"] <= figures["pss"] <= figures["rss"] < 10_000, row
+    assert "| `taskjet worker` | 1 |" in run.stdout
