@@ -38,6 +38,15 @@ def _assert_figures(cell: dict[str, Any]) -> None:
         assert cell["latency"] is None
 
 
+def _run_ok(command: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """Run a bench command from the repo; it must exit 0 (its output's tail if not)."""
+    run = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s, check=False
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run
+
+
 def test_quick_run_of_taskjet_writes_table_json_and_plot(tmp_path: Path) -> None:
     out = tmp_path / "results"
     command = [
@@ -45,15 +54,7 @@ def test_quick_run_of_taskjet_writes_table_json_and_plot(tmp_path: Path) -> None
         "--tasks", "40", "--extra-tasks", "200", "--http-paths", "/process",
         "--http-seconds", "0.2", "--latency-seconds", "0.2", "--out", str(out), "--name", "smoke",
     ]  # fmt: skip
-    run = subprocess.run(
-        command,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    run = _run_ok(command, 120)
 
     table = (out / "smoke.md").read_text()
     assert "## End-to-end throughput" in table
@@ -92,10 +93,7 @@ def test_quick_run_of_saq_and_streaq_measures_every_figure(tmp_path: Path) -> No
         "--tasks", "40", "--latency-seconds", "0.2", "--no-extras", "--out", str(out),
         "--name", "peers",
     ]  # fmt: skip
-    run = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=400, check=False
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    _run_ok(command, 400)
 
     table = (out / "peers.md").read_text()
     assert "| workload | workers | saq | streaq |" in table
@@ -119,15 +117,7 @@ def test_quick_run_of_saq_and_streaq_measures_every_figure(tmp_path: Path) -> No
 def test_footprint_measures_both_managers(tmp_path: Path) -> None:
     out = tmp_path / "footprint.json"
     command = [sys.executable, "-m", "bench.footprint", "--tasks", "200", "--workers", "1"]
-    run = subprocess.run(
-        [*command, "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    run = _run_ok([*command, "--out", str(out)], 180)
     rows = json.loads(out.read_text())["rows"]
     assert {r["manager"] for r in rows} == {"taskjet worker", "taskiq worker"}
     for row in rows:
