@@ -553,3 +553,101 @@ async def _is(api: httpx.AsyncClient, task_id: str, state: str) -> bool:
 async def _no_worker_on(api: httpx.AsyncClient, queue: str) -> bool:
     workers = (await api.get("/api/v1/queues/status")).json()["workers"]
     return all(queue not in worker["queues"] for worker in workers)
+
+
+async def test_selected_tasks_dead_letters_queues_and_schedules_are_steered(
+    server: str, start_worker: StartWorker, browser: Browser
+) -> None:
+    """The actions the operator's tour above does not take: bulk cancel, retry and delete of
+    selected tasks, requeueing selected dead letters, resuming a paused queue and deleting a
+    schedule, each checked through the API afterwards."""
+    await start_worker("tests.support.tasks")
+    seen: list[str] = []
+    async with httpx.AsyncClient(base_url=server, headers=bearer(ADMIN_KEY)) as api:
+        context, page = await _session(browser, server, ADMIN_KEY, seen)
+
+        # Three delayed tasks, selected on the tasks page: cancelled together while they wait,
+        # retried together (dispatched anew, they run now), then deleted together.
+        delayed = [
+            await _submit(api, "typed", kwargs={"name": f"b{n}"}, options={"delay": 3600})
+            for n in range(3)
+        ]
+        await page.get_by_role("link", name="Tasks", exact=True).click()
+
+        async def select_all_three() -> None:
+            for task_id in delayed:
+                box = page.get_by_role("checkbox", name=f"Select {task_id}")
+                await expect(box).to_be_visible(timeout=10_000)
+                await box.check()
+            await expect(page.locator("#selected-count")).to_have_text("3 selected")
+
+        async def bulk(action: str) -> None:
+            await page.get_by_role("button", name=f"{action} selected").click()
+            await page.get_by_role("button", name="Confirm").click()
+
+        async def all_are(state: str) -> bool:
+            return all([await _state(api, task_id) == state for task_id in delayed])
+
+        await select_all_three()
+        await bulk("Cancel")
+        await eventually(lambda: all_are("CANCELLED"), what="selected tasks cancelled")
+        await page.reload()
+        await select_all_three()
+        await bulk("Retry")
+        await eventually(lambda: all_are("SUCCESS"), what="selected tasks run again")
+        records = [(await api.get(f"/api/v1/tasks/{task_id}")).json() for task_id in delayed]
+        assert [r["dispatch"] for r in records] == [2, 2, 2]
+        await page.reload()
+        await select_all_three()
+        await bulk("Delete")
+
+        async def all_gone() -> bool:
+            return all([(await api.get(f"/api/v1/tasks/{t}")).status_code == 404 for t in delayed])
+
+        await eventually(all_gone, what="selected tasks deleted")
+
+        # Two dead letters selected and requeued together: both run again and succeed.
+        keys = [uuid.uuid4().hex for _ in range(2)]
+        failing = [await _submit(api, "fails_first", kwargs={"key": key}) for key in keys]
+        await page.get_by_role("link", name="Dead letters").click()
+        for task_id in failing:
+            row = page.get_by_role("row").filter(has_text=task_id[:12])
+            await expect(row).to_contain_text("RuntimeError", timeout=20_000)
+            await row.get_by_role("checkbox", name=f"Select {task_id}").check()
+        await page.get_by_role("button", name="Requeue selected").click()
+        for task_id in failing:
+            await eventually(
+                lambda t=task_id: _is(api, t, "SUCCESS"), what="requeued task succeeded"
+            )
+
+        # A paused queue resumed from the queues page (a task waits in it: no worker takes it).
+        await _submit(api, "typed", kwargs={"name": "r"}, options={"queue": "email"})
+        paused = await api.post("/api/v1/queues/email/pause")
+        assert paused.status_code == 200, paused.text
+        await page.get_by_role("link", name="Queues").click()
+        email = page.get_by_role("row").filter(has_text="email")
+        await expect(email).to_contain_text("paused", timeout=10_000)
+        await email.get_by_role("button", name="Resume email").click()
+        await expect(email.get_by_role("button", name="Pause email")).to_be_visible()
+        status = (await api.get("/api/v1/queues/status")).json()
+        assert status["named_queues"]["email"]["paused"] is False
+
+        # A schedule deleted from the schedules page, after the confirmation step.
+        created = await api.post(
+            "/api/v1/schedules",
+            json={
+                "id": "web-gone",
+                "task": "tests.support.tasks:tick",
+                "interval": 3600,
+                "kwargs": {"key": uuid.uuid4().hex},
+            },
+        )
+        assert created.status_code == 201, created.text
+        await page.get_by_role("link", name="Schedules").click()
+        await page.get_by_role("button", name="Delete web-gone").click()
+        await page.get_by_role("button", name="Confirm").click()
+        await expect(page.get_by_role("button", name="Delete web-gone")).to_have_count(0)
+        assert (await api.get("/api/v1/schedules/web-gone")).status_code == 404
+        await context.close()
+
+    assert [url for url in seen if not url.startswith(server + "/")] == []
