@@ -100,6 +100,20 @@ async def _submit(api: httpx.AsyncClient, task: str, **body: Any) -> str:
     return task_id
 
 
+async def _hourly_tick(api: httpx.AsyncClient, schedule_id: str, key: str) -> None:
+    """An API schedule of `tick(key)` every hour."""
+    created = await api.post(
+        "/api/v1/schedules",
+        json={
+            "id": schedule_id,
+            "task": "tests.support.tasks:tick",
+            "interval": 3600,
+            "kwargs": {"key": key},
+        },
+    )
+    assert created.status_code == 201, created.text
+
+
 async def _state(api: httpx.AsyncClient, task_id: str) -> str:
     state: str = (await api.get(f"/api/v1/tasks/{task_id}")).json()["state"]
     return state
@@ -255,16 +269,7 @@ async def test_an_operator_watches_and_steers_everything_from_the_browser(
         await _shot(page, "workers")
 
         # Pause and resume a schedule.
-        created = await api.post(
-            "/api/v1/schedules",
-            json={
-                "id": "web-tick",
-                "task": "tests.support.tasks:tick",
-                "interval": 3600,
-                "kwargs": {"key": key},
-            },
-        )
-        assert created.status_code == 201, created.text
+        await _hourly_tick(api, "web-tick", key)
         await page.get_by_role("link", name="Schedules").click()
         await page.get_by_role("button", name="Pause web-tick").click()
         await expect(page.get_by_role("button", name="Resume web-tick")).to_be_visible()
@@ -633,16 +638,7 @@ async def test_selected_tasks_dead_letters_queues_and_schedules_are_steered(
         assert status["named_queues"]["email"]["paused"] is False
 
         # A schedule deleted from the schedules page, after the confirmation step.
-        created = await api.post(
-            "/api/v1/schedules",
-            json={
-                "id": "web-gone",
-                "task": "tests.support.tasks:tick",
-                "interval": 3600,
-                "kwargs": {"key": uuid.uuid4().hex},
-            },
-        )
-        assert created.status_code == 201, created.text
+        await _hourly_tick(api, "web-gone", uuid.uuid4().hex)
         await page.get_by_role("link", name="Schedules").click()
         await page.get_by_role("button", name="Delete web-gone").click()
         await page.get_by_role("button", name="Confirm").click()
