@@ -20,6 +20,7 @@ import pytest
 from src.config import Settings
 from src.embedded import EmbeddedServers, NatsCluster
 from src.engine.broker import JetStreamBroker
+from src.engine.core.errors import NoPeersYetError
 from src.engine.sending.kicker import TaskHandle
 from src.tasks.broker import broker as app_broker
 from tests.conftest import ADMIN_KEY, isolated_settings, settings_env
@@ -228,3 +229,15 @@ async def test_every_way_of_sending_rides_out_a_leader_election_at_the_default_r
     assert settled.sent == 600 + 8 * 50 + 300
     assert set(settled.api_answers) <= {200, 503}, settled.report()
     _assert_promises(settled, sent=1300)
+
+
+@pytest.mark.settings(stream_replicas=5, publish_retry_s=1.0)
+async def test_more_stream_replicas_than_nodes_is_asked_again_then_refused_by_name(
+    cluster: EmbeddedServers, cluster_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ "No suitable peers for placement" is what a cluster still forming answers too: start-up
+    asks again within its retry window (so a fresh cluster is waited for), then says why."""
+    app_broker.configure(cluster_settings)
+    with pytest.raises(NoPeersYetError, match="fewer nodes than TASKJET_STREAM_REPLICAS"):
+        await app_broker.startup()
+    assert "provisioning JetStream: no answer yet" in caplog.text

@@ -26,7 +26,7 @@ from nats.js.api import (
 from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 
 from src.config import Settings
-from src.engine.core.errors import NatsVersionError, ProvisioningError
+from src.engine.core.errors import NatsVersionError, NoPeersYetError, ProvisioningError
 from src.engine.core.layout import Layout
 
 logger = logging.getLogger("taskjet.provisioning")
@@ -204,6 +204,13 @@ def _describe(changes: dict[str, tuple[Any, Any]]) -> str:
     return ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items())
 
 
+# "No suitable peers for placement": a replicated stream or consumer cannot be placed, as in a
+# cluster whose nodes the meta leader does not all know yet. Answered as "not now", so the
+# start-up retry asks again; a cluster with fewer nodes than the replicas gets the same answer
+# for good, and it is raised once that retry window is over.
+_NO_PEERS = 10005
+
+
 async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> dict[str, tuple[Any, Any]]:
     """Create the stream, or update it to `config`; returns what was changed."""
     name = config.name or ""
@@ -217,6 +224,8 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> dict[str,
         except ServiceUnavailableError:
             raise  # not now (a cluster electing a leader): the caller may ask again
         except APIError as exc:
+            if exc.err_code == _NO_PEERS:
+                raise NoPeersYetError(f"stream {name}", exc) from exc
             if exc.err_code != 10058:  # created concurrently by another process
                 raise ProvisioningError(f"cannot create stream {name}: {exc}") from exc
             info = await js.stream_info(name)
@@ -255,6 +264,8 @@ async def ensure_consumer(
     except ServiceUnavailableError:
         raise
     except APIError as exc:
+        if exc.err_code == _NO_PEERS:
+            raise NoPeersYetError(f"consumer {name}", exc) from exc
         raise ProvisioningError(
             f"consumer {name} on stream {stream} cannot be created or updated"
             f"{' (' + _describe(changes) + ')' if changes else ''}: {exc.description}"

@@ -9,6 +9,7 @@ which the HTTP API maps to responses at its edge.
 
 from __future__ import annotations
 
+from nats.js.errors import APIError, ServiceUnavailableError
 from taskiq.exceptions import ResultGetError
 
 from src.engine.core.states import TaskState
@@ -202,3 +203,17 @@ class ConsumerGoneError(RuntimeError):
 
 class WorkersAliveError(RuntimeError):
     """Reset while workers run: they would recreate what is deleted, mid-task."""
+
+
+class NoPeersYetError(ServiceUnavailableError):
+    """JetStream found no peers to place a replicated stream or consumer on (yet)."""
+
+    def __init__(self, what: str, cause: APIError) -> None:
+        super().__init__(code=cause.code, description=cause.description, err_code=cause.err_code)
+        self.what = what
+
+    def __str__(self) -> str:
+        return (
+            f"no JetStream peers to place {self.what} on: a cluster still forming, or fewer "
+            "nodes than TASKJET_STREAM_REPLICAS"
+        )
