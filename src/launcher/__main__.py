@@ -84,8 +84,7 @@ def main(argv: Sequence[str]) -> int:
     logging.getLogger("taskjet.launcher").info(
         "starting %d worker process(es) (pid %d)", workers, os.getpid()
     )
-    command = [sys.executable, "-m", "src.launcher.child", *rest]
-    return Supervisor(command, workers, max_fails).run()
+    return Supervisor(rest, workers, max_fails).run()
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,25 +41,25 @@ class _Slot:
     signals: list[int] = field(default_factory=list)  # what this process was sent, in order
 
 
-def _spawn(command: Sequence[str], number: int) -> subprocess.Popen[bytes]:
-    """A worker process, told its number (its log lines name it `worker-<number>`) and this
-    process's pid (it stops when this process dies) in front of its arguments."""
-    arguments = [str(number), str(os.getpid())]
-    return subprocess.Popen([*command[:3], *arguments, *command[3:]])
+def _spawn(worker_args: Sequence[str], number: int) -> subprocess.Popen[bytes]:
+    """Worker process `number` (its log lines name it `worker-<number>`), told this process's
+    pid (it stops when this process dies), with `taskiq worker`'s arguments."""
+    child = [sys.executable, "-m", "src.launcher.child", str(number), str(os.getpid())]
+    return subprocess.Popen([*child, *worker_args])
 
 
 class Supervisor:
-    """Runs `command` (a worker process's argv: `python -m module args...`; the process's
-    number and this process's pid go in front of `args`) `processes` times until stopped."""
+    """Keeps `processes` worker processes running with `taskiq worker`'s arguments
+    `worker_args`, until stopped."""
 
     def __init__(
         self,
-        command: Sequence[str],
+        worker_args: Sequence[str],
         processes: int,
         max_fails: int = -1,
         spawn: Callable[[Sequence[str], int], subprocess.Popen[bytes]] | None = None,
     ) -> None:
-        self._command = list(command)
+        self._worker_args = list(worker_args)
         self._slots = [_Slot(n) for n in range(processes)]
         self._max_fails = max_fails
         self._spawn = spawn or _spawn
@@ -94,7 +95,7 @@ class Supervisor:
         self._reload_requested = True
 
     def _start(self, slot: _Slot) -> None:
-        slot.process = self._spawn(self._command, slot.number)
+        slot.process = self._spawn(self._worker_args, slot.number)
         slot.started_at = time.monotonic()
         slot.signals = []
         logger.info("worker process %d started (pid %d)", slot.number, slot.process.pid)
