@@ -1,7 +1,8 @@
 """One worker process of `taskjet worker`: taskiq's own worker loop (`start_listen`), started
 as `taskiq worker`'s manager starts it in each of its processes, with the same options.
 
-The launcher's one module that imports taskiq, and only in the worker process.
+The launcher's one module that imports taskiq (through `lean.py`), and only in the worker
+process.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ def main(number: str, manager: str, argv: Sequence[str]) -> None:
     _stop_with(int(manager))
     # Log lines name the process as under `taskiq worker` ("worker-0", ...).
     multiprocessing.current_process().name = f"worker-{number}"
+    from src.launcher.lean import import_taskiq
+
+    import_taskiq()  # without FastAPI, unless the tasks import it
     from taskiq.cli.worker.args import WorkerArgs
     from taskiq.cli.worker.run import start_listen
 

@@ -18,7 +18,7 @@ import pytest
 from src.engine.broker import JetStreamBroker
 from src.launcher.__main__ import UsageError, split_arguments
 from tests.conftest import StartWorker
-from tests.support import tasks
+from tests.support import fastapi_tasks, tasks
 from tests.support.processes import ROOT, Proc, eventually
 
 
@@ -106,6 +106,25 @@ async def test_processes_run_tasks_and_one_that_dies_is_replaced(
     await _run(broker, 20)
     assert await worker.stop() == 0
     assert "worker process 0" in worker.output()
+
+
+async def test_worker_processes_load_fastapi_only_when_their_tasks_use_it(
+    broker: JetStreamBroker, start_worker: StartWorker
+) -> None:
+    """taskiq would import FastAPI in every worker process (about 6 MB) to recognise its
+    `Depends`; a worker whose tasks do not import FastAPI goes without it, one whose tasks
+    use FastAPI's `Depends` still gets the value injected."""
+    worker = await start_worker(launcher=True)
+    handle = await tasks.loaded.kiq(["fastapi", "taskiq", "starlette"])
+    assert (await handle.wait_result(timeout=60)).return_value == ["taskiq"]
+    assert await worker.stop() == 0
+
+    worker = await start_worker("tests.support.tasks", "tests.support.fastapi_tasks", launcher=True)
+    handle = await fastapi_tasks.with_fastapi_depends.kiq()
+    result = await handle.wait_result(timeout=60)
+    assert not result.is_err, result.error
+    assert result.return_value == 42
+    assert await worker.stop() == 0
 
 
 async def test_sigterm_lets_a_running_task_finish_then_everything_exits(

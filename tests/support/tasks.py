@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -335,3 +336,9 @@ async def hog(mb: int) -> int:
     """Holds `mb` MiB (touched, so resident) for the rest of the process's life."""
     _held.append(bytearray(b"x" * (mb << 20)))
     return len(_held)
+
+
+@register_task()
+async def loaded(packages: list[str]) -> list[str]:
+    """Which of these top-level packages the worker process has imported."""
+    return sorted(p for p in packages if p in sys.modules)
