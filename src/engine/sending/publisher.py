@@ -67,7 +67,7 @@ class Publisher:
         answer_s: Callable[[], float],
     ) -> None:
         self._nc = nc
-        self._pubacks = PubAcks()
+        self._pubacks = PubAcks(answer_s)
         self._layout = layout
         self._records = records
         self._defaults = defaults
@@ -201,7 +201,7 @@ class Publisher:
             try:
                 answer = await self._pubacks.publish(self._nc(), subject, body, headers)
                 try:
-                    await asyncio.wait_for(answer, self._answer_s())
+                    await answer  # fails with TimeoutError after `answer_s` (PubAcks)
                 except TimeoutError:
                     raise NatsTimeoutError from None
                 return

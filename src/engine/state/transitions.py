@@ -60,9 +60,12 @@ for n, t in ipairs(cjson.decode(ARGV[6])) do
   local id, name, new, mode, clear, fields = t[1], t[2], t[3], t[4], t[5], t[6]
   local d, a, seq, res = t[7], t[8], t[9], t[10]
   local key = keyp .. id
-  local old = redis.call('HGET', key, 'state')
-  local rd = tonumber(redis.call('HGET', key, 'dispatch') or '0')
-  local ra = tonumber(redis.call('HGET', key, 'attempts') or '0')
+  -- Everything the decisions below read, in one call (a missing field reads false).
+  local r = redis.call('HMGET', key, 'state', 'dispatch', 'attempts', 'seq', 'score', 'queue',
+    'started_at', 'queued_at', 'due_at', 'retry_at', 'enqueued_at')
+  local old = r[1]
+  local rd = tonumber(r[2] or '0')
+  local ra = tonumber(r[3] or '0')
   local newer = old and d > 0 and rd > 0 and d > rd
   local code = 'applied'
   if old and d > 0 and d < rd then
@@ -72,7 +75,7 @@ for n, t in ipairs(cjson.decode(ARGV[6])) do
       code = 'filled'
     elseif mode == 'start' then
       if terminal[old] then
-        local rseq = tonumber(redis.call('HGET', key, 'seq') or '0')
+        local rseq = tonumber(r[4] or '0')
         if rseq > 0 and seq > 0 and rseq ~= seq then newer = true else code = 'finished' end
       elseif a < ra then
         code = 'older'
@@ -93,43 +96,46 @@ for n, t in ipairs(cjson.decode(ARGV[6])) do
     if what and new == old and not newer then what = nil end
     local run, wait, queue
     if what then
-      local r = redis.call('HMGET', key, 'queue', 'started_at', 'queued_at', 'due_at', 'retry_at',
-        'enqueued_at')
-      queue = r[1] or stats[5]
+      queue = r[6] or stats[5]
       for i = 1, #fields, 2 do
         if fields[i] == 'runtime_s' then run = tonumber(fields[i + 1]) end
       end
-      local started = tonumber(r[2])
+      local started = tonumber(r[7])
       if run and started and not newer then
-        local ready = math.max(tonumber(r[3]) or 0, tonumber(r[4]) or 0, tonumber(r[5]) or 0,
-          tonumber(r[6]) or 0)
+        local ready = math.max(tonumber(r[8]) or 0, tonumber(r[9]) or 0, tonumber(r[10]) or 0,
+          tonumber(r[11]) or 0)
         if ready > 0 then wait = math.max(0, started - ready) end
       elseif newer then
         run = nil
       end
     end
     if newer then
-      for _, f in ipairs(outcome) do redis.call('HDEL', key, f) end
+      redis.call('HDEL', key, unpack(outcome))
       redis.call('DEL', resp .. id, attp .. id)
       ra = 0
     end
-    local score = redis.call('HGET', key, 'score')
+    if #clear > 0 then redis.call('HDEL', key, unpack(clear)) end
+    -- Every field this write sets, in one HSET.
+    local set = fields
+    local score = r[5]
     if not score then
       score = string.format('%.0f', tonumber(now) + n - 1)  -- 1 us apart: batch order kept
-      redis.call('HSET', key, 'score', score, 'id', id, 'name', name)
+      set[#set + 1] = 'score'; set[#set + 1] = score
+      set[#set + 1] = 'id'; set[#set + 1] = id
+      set[#set + 1] = 'name'; set[#set + 1] = name
       redis.call('ZADD', idx .. 'all', score, id)
       redis.call('ZADD', idx .. 'name:' .. name, score, id)
       trimmed(idx .. 'all')
       trimmed(idx .. 'name:' .. name)
     end
-    for _, f in ipairs(clear) do redis.call('HDEL', key, f) end
-    for i = 1, #fields, 2 do redis.call('HSET', key, fields[i], fields[i + 1]) end
-    if d > rd then redis.call('HSET', key, 'dispatch', d) end
-    if a > ra and mode ~= 'create' then redis.call('HSET', key, 'attempts', a) end
-    if seq > 0 then redis.call('HSET', key, 'seq', seq) end
-    if new ~= '' and new ~= old then
+    if d > rd then set[#set + 1] = 'dispatch'; set[#set + 1] = d end
+    if a > ra and mode ~= 'create' then set[#set + 1] = 'attempts'; set[#set + 1] = a end
+    if seq > 0 then set[#set + 1] = 'seq'; set[#set + 1] = seq end
+    local moved = new ~= '' and new ~= old
+    if moved then set[#set + 1] = 'state'; set[#set + 1] = new end
+    if #set > 0 then redis.call('HSET', key, unpack(set)) end
+    if moved then
       if old then redis.call('ZREM', idx .. 'state:' .. old, id) end
-      redis.call('HSET', key, 'state', new)
       redis.call('ZADD', idx .. 'state:' .. new, score, id)
       trimmed(idx .. 'state:' .. new)
     end

@@ -16,6 +16,7 @@ from src.engine.broker import JetStreamBroker
 from src.engine.core.errors import StreamFullError
 from src.engine.core.layout import Layout
 from src.engine.core.states import TaskState
+from src.engine.sending.pubacks import PubAcks
 from tests.support import tasks
 from tests.support.processes import eventually
 
@@ -66,3 +67,23 @@ async def test_lone_and_batched_publishes_share_the_answers_subscription(
 
 def _unanswered(caplog: pytest.LogCaptureFixture) -> bool:
     return any("not answered" in record.getMessage() for record in caplog.records)
+
+
+async def test_an_answer_that_never_comes_fails_after_the_answer_time(
+    broker: JetStreamBroker,
+) -> None:
+    """A subscriber that takes the publish but never answers (as a stream leader that froze
+    does): the answer fails with TimeoutError after `answer_s`, not never."""
+    nc = broker.nc
+    silent = await nc.subscribe("taskjet-test.silent.>")
+    pubacks = PubAcks(lambda: 0.3)
+    started = time.monotonic()
+    answer = await pubacks.publish(nc, "taskjet-test.silent.one", b"x", {})
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(answer, 30)
+    assert 0.3 <= time.monotonic() - started < 10
+    assert (await silent.next_msg(timeout=5)).data == b"x", "it was published"
+    answered = await pubacks.publish(nc, "taskjet-test.silent.two", b"y", {})
+    answered.cancel()  # nobody waits any more: forgotten, and the sweeping stops
+    await eventually(lambda: pubacks._sweep is None, what="no timer left behind")
+    await silent.unsubscribe()
