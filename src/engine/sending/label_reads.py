@@ -44,7 +44,29 @@ class LabelReads:
     ) -> TaskLabels:
         """What `TaskLabels.read(labels, {"retry_for": retry_for}, defaults)` says."""
         local = {} if retry_for is None else {"retry_for": retry_for}
-        key = _key(labels, retry_for)
+        return self._remembered(labels, local, defaults, _key(labels, retry_for))
+
+    def read_for_task(
+        self,
+        labels: Mapping[str, Any],
+        task_name: str,
+        registered: Mapping[str, Any],
+        defaults: LabelDefaults,
+    ) -> TaskLabels:
+        """What `TaskLabels.read(labels, registered, defaults)` says, for the labels a task
+        was registered with (`registered`, the same for as long as its name is known)."""
+        key = _key(labels, None)
+        if key is not None:
+            key = (key[0], ("task", task_name))
+        return self._remembered(labels, registered, defaults, key)
+
+    def _remembered(
+        self,
+        labels: Mapping[str, Any],
+        local: Mapping[str, Any],
+        defaults: LabelDefaults,
+        key: tuple[bytes, Hashable] | None,
+    ) -> TaskLabels:
         if key is None:
             return TaskLabels.read(labels, local, defaults)
         if defaults is not self._defaults:
@@ -73,5 +95,6 @@ def _key(labels: Mapping[str, Any], retry_for: Any) -> tuple[bytes, Hashable] | 
     return text, retry_for
 
 
-# One for the process: the kicker and the publisher read the same labels under the same settings.
+# One for the process: the kicker, the publisher and admission read the same labels under the
+# same settings.
 LABEL_READS = LabelReads()

@@ -30,6 +30,7 @@ from src.engine.core.errors import (
 from src.engine.core.labels import ACK_TYPE, ATTEMPT, REDELIVERED, TaskLabels
 from src.engine.core.states import TaskState
 from src.engine.core.wire import decode
+from src.engine.sending.label_reads import LABEL_READS
 from src.engine.state.events import EventBus, TaskEvent
 from src.engine.state.transitions import Transition, TransitionWriter
 from src.engine.worker.attempts import AttemptCounter
@@ -97,7 +98,11 @@ class Admission:
             # taskiq's receiver would ack it before the result is saved: never.
             logger.warning("task %s: ack_type label ignored (acked after save)", message.task_id)
         try:
-            labels = TaskLabels.read(message.labels, dict(task.labels) if task else {}, settings)
+            labels = (
+                LABEL_READS.read_for_task(message.labels, message.task_name, task.labels, settings)
+                if task is not None
+                else TaskLabels.read(message.labels, {}, settings)
+            )
         except LabelError as exc:
             delivery = Delivery(msg, message, queue, TaskLabels.lenient(message.labels, settings))
             await self._settlement.give_up(delivery, "invalid", InvalidTaskError(str(exc)))

@@ -87,3 +87,20 @@ def test_what_is_remembered_is_bounded() -> None:
     for i in range(10):
         assert reads.read({"client_id": f"c{i}"}, SETTINGS).client_id == f"c{i}"
     assert len(reads._reads) <= 4
+
+
+def test_a_task_s_registered_labels_are_part_of_what_is_remembered() -> None:
+    """A worker reads each delivery's labels over its task's registered ones: two tasks sent
+    with the same labels keep their own registered ones."""
+    reads = LabelReads()
+    slow = {"timeout": 30, "retry_for": (ConnectionError,)}
+    fast = {"timeout": 1}
+    first = reads.read_for_task({"priority": 9}, "app:slow", slow, SETTINGS)
+    assert first == TaskLabels.read({"priority": 9}, slow, SETTINGS)
+    assert reads.read_for_task({"priority": 9}, "app:slow", slow, SETTINGS) is first
+    other = reads.read_for_task({"priority": 9}, "app:fast", fast, SETTINGS)
+    assert (first.timeout_s, other.timeout_s) == (30, 1)
+    assert other.retry.retry_for == (Exception,)
+    assert reads.read({"priority": 9}, SETTINGS).timeout_s is None, "a sender's read apart"
+    with pytest.raises(LabelError, match="max_retries"):
+        reads.read_for_task({"max_retries": -1}, "app:fast", fast, SETTINGS)
