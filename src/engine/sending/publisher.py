@@ -44,6 +44,8 @@ _STREAM_FULL = frozenset({10077, 10078})
 _ID_IN_PROCESS = 10158  # "duplicate message id is in process": its first send not yet stored
 _FIRST_RETRY_S = 0.05
 _LAST_RETRY_S = 1.0
+# Tasks of a `kick_many` published before their answers are awaited and their records written.
+_CHUNK = 250
 
 
 def rfc3339(timestamp: float) -> str:
@@ -95,9 +97,10 @@ class Publisher:
 
     async def kick_many(self, messages: list[BrokerMessage]) -> None:
         """Publish many tasks without waiting for each answer in turn (`kiq_many`), then write
-        the records of those that were queued in one round trip. A publish refused or not
-        answered goes the way of a lone one (`_publish`: sent again while the stream may come
-        back); raises the first failure after every publish was attempted."""
+        the records of those that were queued, a round trip per `_CHUNK` tasks: while one
+        chunk's answers and records are on their way, the next chunk is published. A publish
+        refused or not answered goes the way of a lone one (`_publish`: sent again while the
+        stream may come back); raises the first failure after every publish was attempted."""
         defaults = self._defaults()
         now = time.time()
         sends: list[_Send] = []
@@ -105,6 +108,16 @@ class Publisher:
             source = source_of(message)
             labels = LABEL_READS.read(source.labels, defaults)
             sends.append(_Send(source, message.message, labels, due_at(source.labels, now)))
+        await asyncio.gather(
+            *(self._send(sends[i : i + _CHUNK], now) for i in range(0, len(sends), _CHUNK))
+        )
+        failures = [s.failure for s in sends if s.failure is not None]
+        if failures:
+            raise failures[0]
+
+    async def _send(self, sends: list[_Send], now: float) -> None:
+        """Publish a chunk of `kick_many`, then record what was queued; each send's failure is
+        kept on it, never raised here."""
         nc = self._nc()
         for send in sends:
             try:
@@ -133,9 +146,6 @@ class Publisher:
             await self._records.apply(written)
         except Exception as exc:
             logger.warning("records of %d tasks not written: %s", len(written), exc)
-        failures = [s.failure for s in sends if s.failure is not None]
-        if failures:
-            raise failures[0]
 
     async def redispatch(self, message: TaskiqMessage, queue: str | None = None) -> None:
         """Queue a known task again under its next dispatch number (retry by id, requeue,

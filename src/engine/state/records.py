@@ -33,6 +33,8 @@ from src.engine.state.transitions import Transition, TransitionWriter, Written
 if TYPE_CHECKING:
     from src.config import Settings
 
+_NO_ARGUMENTS = (b"[]", b"{}")
+
 Redactor = Callable[[str, list[Any], dict[str, Any]], tuple[list[Any], dict[str, Any]]]
 
 
@@ -91,8 +93,11 @@ class TaskRecords:
         """The record of a task just dispatched (or dispatched again). `queued_at` is taken
         before the publish: a worker may start the task before this record is written."""
         settings = self._settings()
-        args, kwargs = self.redact(message.task_name, list(message.args), dict(message.kwargs))
-        shown = orjson.dumps(args), orjson.dumps(kwargs)
+        if not message.args and not message.kwargs and self.redact is default_redactor:
+            shown = _NO_ARGUMENTS  # nothing to hide
+        else:
+            args, kwargs = self.redact(message.task_name, list(message.args), dict(message.kwargs))
+            shown = orjson.dumps(args), orjson.dumps(kwargs)
         fields: dict[str, str | float | int] = {"queue": queue, "queued_at": queued_at}
         if len(shown[0]) + len(shown[1]) <= settings.record_args_max_bytes:
             fields["args"], fields["kwargs"] = shown[0].decode(), shown[1].decode()

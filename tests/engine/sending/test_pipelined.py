@@ -87,3 +87,15 @@ async def test_an_answer_that_never_comes_fails_after_the_answer_time(
     answered.cancel()  # nobody waits any more: forgotten, and the sweeping stops
     await eventually(lambda: pubacks._sweep is None, what="no timer left behind")
     await silent.unsubscribe()
+
+
+@pytest.mark.settings(stream_max_msgs=400, connect_timeout_s=30)
+async def test_a_batch_of_many_chunks_records_each_queued_task_and_raises_for_the_rest(
+    broker: JetStreamBroker, js: JetStreamContext, settings: Settings
+) -> None:
+    """Published a chunk at a time, the answers and records of one chunk overlapping the
+    publishing of the next: the stream takes 400 of 600, each once, each with its record."""
+    with pytest.raises(StreamFullError):
+        await tasks.echo.kiq_many([(i,) for i in range(600)])
+    assert (await js.stream_info(settings.stream)).state.messages == 400
+    assert (await broker.records.counts())[TaskState.PENDING] == 400
