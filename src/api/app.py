@@ -36,6 +36,7 @@ from src.api.submit_route import lean_submit_route
 from src.config import Settings
 from src.engine import telemetry
 from src.engine.broker import JetStreamBroker
+from src.engine.core.heap import freeze_startup_heap
 from src.tasks.broker import broker as default_broker
 
 
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, broker: JetStreamBroker | None 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await app_broker.startup()
         app_broker.start_scheduler()
+        freeze_startup_heap()
         port = app_broker.settings.metrics_port
         keyless = MetricsPort(lambda: scrape(app_broker), port, CONTENT_TYPE) if port else None
         try:

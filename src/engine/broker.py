@@ -37,6 +37,7 @@ from src.engine.backends.nats import connect_nats, flush, patiently
 from src.engine.backends.redis import RedisConnection
 from src.engine.core.aio import cancel_all
 from src.engine.core.errors import BrokerNotStartedError, LabelError
+from src.engine.core.heap import freeze_startup_heap
 from src.engine.core.labels import TaskLabels
 from src.engine.core.layout import Layout
 from src.engine.core.priority import LANES
@@ -306,6 +307,7 @@ class JetStreamBroker(AsyncBroker):
             process.stop_with_parent()
             await self.runtime.start(settings, self.layout, self._nc, self.redis().ping)
             self.start_scheduler()
+            freeze_startup_heap()  # after the task modules and connections: the process's own
 
     async def _provision(self) -> None:
         """Create or update the streams (and, on a worker, its consumers)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 import time
@@ -342,3 +343,9 @@ async def hog(mb: int) -> int:
 async def loaded(packages: list[str]) -> list[str]:
     """Which of these top-level packages the worker process has imported."""
     return sorted(p for p in packages if p in sys.modules)
+
+
+@register_task()
+async def frozen_objects() -> int:
+    """How many objects the worker process moved out of the garbage collector's sight."""
+    return gc.get_freeze_count()

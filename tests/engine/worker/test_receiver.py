@@ -31,10 +31,20 @@ async def test_tasks_run_with_labels_dependencies_and_time_limits(
     await start_worker(extra=extra)
     labelled = await (await tasks.labelled.kiq()).wait_result(timeout=60)
     assert labelled.return_value["colour"] == "blue", "TaskiqDepends resolved the context"
-    late = await (await tasks.nap.kicker().with_labels(timeout=0.2).kiq(30)).wait_result(60)
+    late = await (await tasks.nap.kicker().with_labels(timeout=0.2).kiq(30)).wait_result(timeout=60)
     assert late.is_err
     assert type(late.error).__name__ == "TimeoutError"
     await _ran_once(broker, [uuid.uuid4().hex for _ in range(30)])
+
+
+@pytest.mark.parametrize("extra", [(), _STOCK], ids=["taskjet", "stock"])
+async def test_start_up_s_heap_is_out_of_the_garbage_collector_s_sight(
+    broker: JetStreamBroker, start_worker: StartWorker, extra: tuple[str, ...]
+) -> None:
+    """Full collections walk only what tasks allocate, not every imported object."""
+    await start_worker(extra=extra)
+    frozen = await (await tasks.frozen_objects.kiq()).wait_result(timeout=60)
+    assert frozen.return_value > 10_000
 
 
 async def test_max_tasks_per_child_hands_the_rest_back(
