@@ -18,7 +18,9 @@ from bench.http_load import load, request_once
 from bench.measure import median
 from bench.procs import spawn
 from bench.systems.base import Context, python
+from bench.systems.taskiq_peers import TaskiqNats
 from bench.systems.taskjet import bench_settings, settings_env
+from bench.workloads import Workload
 from src.config import Settings
 from src.embedded import free_port
 
@@ -94,6 +96,8 @@ async def taskjet_extras(
             extras["enqueue"][label] = {"tasks": count, "runs": rates, "median": median(rates)}
             log(f"taskjet enqueue, {label}: {median(rates):,.0f} tasks/s")
         await broker.js.purge_stream(layout.stream)
+        if "taskiq-nats" in opts.systems:
+            extras["peer_enqueue"] = await taskiq_nats_enqueue(ctx, n, opts.repeat, log)
         try:
             extras["http"] = await http_submit(settings, opts, logs, log)
         except Exception as exc:
@@ -103,6 +107,30 @@ async def taskjet_extras(
     finally:
         await broker.shutdown()
     return extras
+
+
+async def taskiq_nats_enqueue(
+    ctx: Context, n: int, repeat: int, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """taskiq-nats' `kiq` with 1000 in flight, measured as taskjet's is (its own stream, no
+    worker): the figure the sending goal compares with."""
+    peer = TaskiqNats(ctx, f"x{uuid.uuid4().hex[:6]}")
+    await peer.start()
+    noop = Workload("noop", "")
+    try:
+        rates = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            for start in range(0, n, 1000):
+                await asyncio.gather(*(peer.send(noop) for _ in range(min(1000, n - start))))
+            rates.append(n / (time.perf_counter() - started))
+            await peer.broker.js.purge_stream(peer.config()["stream"])  # type: ignore[attr-defined]
+    finally:
+        await peer.stop()
+    log(f"taskiq-nats enqueue, kiq, 1000 in flight: {median(rates):,.0f} tasks/s")
+    return {
+        "kiq, 1000 in flight (asyncio.gather)": {"tasks": n, "runs": rates, "median": median(rates)}
+    }
 
 
 async def http_submit(

@@ -29,7 +29,7 @@ from typing import Any
 
 from bench import trace_sink
 from bench.measure import KeyEvents, ResultWatcher, median, percentile
-from bench.procs import Proc, RssSampler, spawn, tree_rss
+from bench.procs import Proc, RssSampler, spawn, tree_cpu_seconds, tree_rss
 from bench.systems import Context, System, load
 from bench.trace_sink import TraceSink
 from bench.workloads import WORKLOADS, Workload, expected_result
@@ -88,12 +88,15 @@ class Cell:
     enqueue: list[float] = field(default_factory=list)
     latency_runs: list[dict[str, float]] = field(default_factory=list)
     peak_rss_mb: float = math.nan
+    # Worker CPU time (all its processes) per task, in each throughput run.
+    cpu_us_per_task: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         data = asdict(self)
         data["throughput_median"] = median(self.throughput)
         data["enqueue_median"] = median(self.enqueue)
+        data["cpu_us_median"] = median(self.cpu_us_per_task)
         if self.latency_runs:
             data["latency"] = {
                 p: median([run[p] for run in self.latency_runs]) for p in ("p50", "p95", "p99")
@@ -108,10 +111,11 @@ class Cell:
 
 # One system: throughput and latency runs -------------------------------------------------
 class Runner:
-    def __init__(self, system: System, workers: int, opts: Options) -> None:
+    def __init__(self, system: System, workers: int, opts: Options, worker_pid: int) -> None:
         self.system = system
         self.workers = workers
         self.opts = opts
+        self.worker_pid = worker_pid
         self.watcher = ResultWatcher(system.redis_url, system.count_done)
 
     async def close(self) -> None:
@@ -154,9 +158,12 @@ class Runner:
         return int(min(max(rate * self.opts.run_seconds, self.opts.min_tasks), self.opts.tasks))
 
     async def throughput_run(self, workload: Workload, n: int, cell: Cell) -> None:
+        cpu_s = tree_cpu_seconds(self.worker_pid)
         enqueue_s, total_s, sent = await self.batch(workload, n)
+        cpu_s = tree_cpu_seconds(self.worker_pid) - cpu_s
         cell.throughput.append(n / total_s)
         cell.enqueue.append(n / enqueue_s)
+        cell.cpu_us_per_task.append(cpu_s / n * 1e6)
         await self.verify(workload, sent)
         log(
             f"  w{self.workers} {workload.name:8} {self.system.name:12} n={n:<5} "
@@ -245,7 +252,7 @@ async def run_phase(
                     await system.stop()
                 continue
             log(f"w{workers} {name}: worker ready in {time.perf_counter() - started:.1f}s")
-            runners.append(Runner(system, workers, opts))
+            runners.append(Runner(system, workers, opts, proc.pid))
             procs[name] = proc
             sampler.watch(name, proc.pid)
         await asyncio.sleep(1.0)
