@@ -180,7 +180,8 @@ async def test_an_operator_watches_and_steers_everything_from_the_browser(
         submitted = (await api.get(f"/api/v1/tasks/{page.url.rsplit('/', 1)[1]}")).json()
         assert (submitted["task_name"], submitted["queue"]) == (TYPED, "default")
         assert submitted["labels"]["priority"] == 7
-        # A delayed one waits, due when asked.
+        # A delayed one waits, due when asked. Typed at once, before the form has loaded the
+        # registry: what was typed stays, and Submit waits until the form can send it.
         await page.goto(f"{server}/dashboard/submit?task={TYPED}")
         await form.get_by_label("Keyword arguments (JSON object)").fill('{"name": "later"}')
         await form.get_by_label("Delay (seconds)").fill("3600")
@@ -188,6 +189,7 @@ async def test_an_operator_watches_and_steers_everything_from_the_browser(
         await expect(page.locator("#details")).to_contain_text("Due")
         later = (await api.get(f"/api/v1/tasks/{page.url.rsplit('/', 1)[1]}")).json()
         assert later["state"] == "PENDING"
+        assert later["kwargs"]["name"] == "later", "what was typed was sent"
         assert later["due_at"] > time.time() + 3000
         assert (await api.post(f"/api/v1/tasks/{later['task_id']}/cancel")).status_code == 200
 

@@ -45,7 +45,11 @@ async function submitPage() {
   select.replaceChildren(el("option", { value: "" }, tasks.size ? "(choose a task)" : "(no task may be submitted over the API)"),
     ...registry.tasks.map((t) => el("option", { value: t.name }, t.name)));
   $("queue-names").replaceChildren(...Object.keys(status.named_queues).map((name) => el("option", { value: name })));
-  const show = () => {
+  // Keyword arguments typed while the registry was loading are the user's: the template of
+  // the task asked for in the address fills the field only if it was left alone.
+  let typed = false;
+  form.elements.kwargs.addEventListener("input", () => { typed = true; }, { once: true });
+  const show = (keep = false) => {
     const task = tasks.get(select.value);
     const schema = (task && task.arguments) || { properties: {} };
     const required = new Set(schema.required || []);
@@ -54,14 +58,14 @@ async function submitPage() {
       el("td", {}, "default" in s ? JSON.stringify(s.default) : "")));
     fill($("schema-rows"), rows, 4);
     $("schema").textContent = task ? pretty({ arguments: task.arguments, labels: task.labels }) : "";
-    if (task) form.elements.kwargs.value = pretty(Object.fromEntries([...required].map((name) => [name, placeholder(schema.properties[name])])));
+    if (task && !keep) form.elements.kwargs.value = pretty(Object.fromEntries([...required].map((name) => [name, placeholder(schema.properties[name])])));
     const queue = task && task.labels && task.labels.queue_name;
     form.elements.queue.placeholder = queue || "";
   };
-  select.addEventListener("change", show);
+  select.addEventListener("change", () => show());
   const asked = new URLSearchParams(window.location.search).get("task");
   if (asked && tasks.has(asked)) select.value = asked;
-  show();
+  show(typed);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const f = new FormData(form);
@@ -73,6 +77,8 @@ async function submitPage() {
       if (error.message !== "signed out") notice(`Submit: ${error.message}`, true);
     }
   });
+  // Ready: until now a click would have sent the form as a plain page request.
+  form.querySelector("button[type=submit]").disabled = false;
 }
 
 if (document.body.dataset.page === "submit") submitPage().catch((error) => notice(error.message, true));
