@@ -27,9 +27,7 @@ def import_taskiq() -> None:
     """Import taskiq (and its dependency injection) without FastAPI, if FastAPI is not loaded
     already; FastAPI imported afterwards is made known to taskiq's dependency injection."""
     if _FRAMEWORK in sys.modules:
-        import taskiq  # already there: nothing to save
-
-        return
+        return  # already loaded: nothing to save
     sys.modules[_FRAMEWORK] = None  # type: ignore[assignment]  # Python's "cannot import" mark
     try:
         import taskiq  # noqa: F401

@@ -75,7 +75,6 @@ class Publisher:
         self._defaults = defaults
         self._max_payload = max_payload
         self._retry_s = retry_s
-        self._answer_s = answer_s
 
     async def kick(self, message: BrokerMessage) -> None:
         """Publish one task, then write its PENDING record (batched with every other write of
@@ -129,7 +128,7 @@ class Publisher:
                 send.failure = exc
         answers = [s.answer for s in sends if s.answer is not None]
         if answers:
-            await asyncio.wait(answers, timeout=self._answer_s())
+            await asyncio.wait(answers)  # each fails by itself after `answer_s` (PubAcks)
         again = [s for s in sends if not s.settled()]
         outcome = await asyncio.gather(
             *(self._publish(s.source.task_id, s.body, s.labels, s.due) for s in again),
@@ -252,12 +251,7 @@ class _Send:
     failure: Exception | None = None
 
     def settled(self) -> bool:
-        """Stored, or failed before reaching the wire; otherwise it is sent again (an answer
-        still outstanding is given up)."""
+        """Stored, or failed before reaching the wire; otherwise (refused, or not answered in
+        time) it is sent again. Called once its answer is in."""
         answer = self.answer
-        if answer is None:
-            return True
-        if not answer.done():
-            answer.cancel()
-            return False
-        return not answer.cancelled() and answer.exception() is None
+        return answer is None or (not answer.cancelled() and answer.exception() is None)

@@ -101,7 +101,7 @@ class Admission:
             labels = (
                 LABEL_READS.read_for_task(message.labels, message.task_name, task.labels, settings)
                 if task is not None
-                else TaskLabels.read(message.labels, {}, settings)
+                else LABEL_READS.read(message.labels, settings)
             )
         except LabelError as exc:
             delivery = Delivery(msg, message, queue, TaskLabels.lenient(message.labels, settings))
