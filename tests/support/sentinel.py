@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,10 +25,10 @@ def _answers(port: int) -> bool:
 
 
 def _in_sync(port: int) -> bool:
-    with socket.create_connection(("127.0.0.1", port), 1) as sock:
+    with socket.create_connection(("127.0.0.1", port), 1) as sock, sock.makefile("rb") as reply:
         sock.sendall(b"INFO replication\r\n")
-        time.sleep(0.05)
-        return b"master_link_status:up" in sock.recv(65536)
+        size = int(reply.readline()[1:])  # a bulk reply: `$<size>`, then that many bytes
+        return b"master_link_status:up" in reply.read(size)
 
 
 @dataclass
