@@ -58,6 +58,7 @@ class WorkerRuntime:
         """Listen for cancel requests and queue pauses, then start every loop."""
         await nc.subscribe(layout.cancel_subject, cb=self._inflight.on_cancel_message)
         await nc.subscribe(layout.queues_subject, cb=self._gate.on_broadcast)
+        await self._gate.try_refresh()  # which queues are paused, before any fetch
         leases = Leases(
             self._inflight,
             self._throttle,
