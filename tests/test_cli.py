@@ -238,6 +238,14 @@ async def test_killed_launcher_takes_everything_with_it(tmp_path: Path) -> None:
         launcher.kill()
 
 
+def test_a_free_port_is_picked_below_the_ports_outgoing_connections_get() -> None:
+    """A port the kernel may hand to any client's connection could be taken before the server
+    binds it: a test once lost a Redis node that way."""
+    top = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = {free_port() for _ in range(20)}
+    assert all(port < top and port_is_free(port) for port in ports)
+
+
 async def test_run_uses_a_free_port_when_the_preferred_one_is_taken(tmp_path: Path) -> None:
     import socket
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import re
 import shutil
 import signal
@@ -31,10 +32,30 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
+# Ports below the kernel's range for outgoing connections: a port picked inside that range can
+# be taken as the local end of any client's connection before the server gets to bind it.
+_OWN_PORTS = 12_000
+_TRIES = 50
+
+
+def _outgoing_ports_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port(preferred: int | None = None, host: str = "127.0.0.1") -> int:
-    """`preferred` when nothing listens there, otherwise any free port."""
+    """`preferred` when nothing listens there, otherwise a free port below the range the
+    kernel hands out to outgoing connections (any free port if none is found there)."""
     if preferred is not None and port_is_free(preferred, host):
         return preferred
+    top = _outgoing_ports_start()
+    if top - _OWN_PORTS > 1024:
+        for _ in range(_TRIES):
+            port = random.randrange(top - _OWN_PORTS, top)  # noqa: S311  # not a secret
+            if port_is_free(port, host):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
