@@ -45,10 +45,6 @@ async function submitPage() {
   select.replaceChildren(el("option", { value: "" }, tasks.size ? "(choose a task)" : "(no task may be submitted over the API)"),
     ...registry.tasks.map((t) => el("option", { value: t.name }, t.name)));
   $("queue-names").replaceChildren(...Object.keys(status.named_queues).map((name) => el("option", { value: name })));
-  // Keyword arguments typed while the registry was loading are the user's: the template of
-  // the task asked for in the address fills the field only if it was left alone.
-  let typed = false;
-  form.elements.kwargs.addEventListener("input", () => { typed = true; }, { once: true });
   const show = (keep = false) => {
     const task = tasks.get(select.value);
     const schema = (task && task.arguments) || { properties: {} };
@@ -65,7 +61,10 @@ async function submitPage() {
   select.addEventListener("change", () => show());
   const asked = new URLSearchParams(window.location.search).get("task");
   if (asked && tasks.has(asked)) select.value = asked;
-  show(typed);
+  // Keyword arguments typed while the registry was loading are the user's: the template of
+  // the task asked for in the address fills the field only if it still holds the page's own.
+  const kwargs = form.elements.kwargs;
+  show(kwargs.value !== kwargs.defaultValue);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const f = new FormData(form);
