@@ -29,7 +29,7 @@ from src.engine.core.priority import LANES, Lane, shares
 from src.engine.worker.admission import Admission
 from src.engine.worker.delivery import Delivery, hand_back
 from src.engine.worker.inflight import InFlight
-from src.engine.worker.pulls import Subscription, give_back, pull_now, pull_wait
+from src.engine.worker.pulls import Subscription, give_back, nak_all, pull_now, pull_wait
 from src.engine.worker.queue_gate import QueueGate
 from src.engine.worker.retry_share import RetryShare, hold_back
 
@@ -164,7 +164,7 @@ class Fetching:
                     # Short of a batch for _GATHER_S (long tasks hold the rest): fill what is free.
                 try:
                     msgs = await self._fill(
-                        subs, waiting, min(self._inflight.free, settings.fetch_batch)
+                        subs, waiting, self._inflight.batch(settings.fetch_batch)
                     )
                 except Exception as exc:
                     await failed(exc)
@@ -287,29 +287,36 @@ class Fetching:
         waiting: dict[Lane, asyncio.Task[list[Msg]]],
         room: int,
     ) -> list[Msg]:
-        """Up to `room` waiting tasks, high lane first, each lane its share; a share a lane
-        cannot use passes to the next one, and what is left at the end (the low lane was
-        empty, or a lingering pull covers it) to the lanes that had more, high first: the room
-        is filled in one go, not over several turns of the loop."""
-        msgs: list[Msg] = []
+        """Up to `room` waiting tasks, high lane first. Every lane without a lingering pull is
+        asked for its share at once (one round trip, not one per lane); the room a lane could
+        not use then goes to the lanes that filled their share, high first (a lane with a
+        lingering pull passes its share on: that pull brings what arrives)."""
+        if room <= 0:
+            return []
+        asks: list[tuple[Lane, int]] = []
         carry = 0
-        had_more: list[Lane] = []
-        for lane, share in shares(room) if room > 0 else []:
-            if lane in waiting:  # its lingering pull will bring what arrives
+        for lane, share in shares(room):
+            if lane in waiting:
                 carry += share
-                continue
-            ask = share + carry
-            got = await self._pull_now(subs[lane], ask)
-            carry = ask - len(got)
-            msgs.extend(got)
-            if len(got) == ask:
-                had_more.append(lane)
-        for lane in had_more:
-            if carry <= 0:
+            else:
+                asks.append((lane, share + carry))
+                carry = 0
+        answers = await asyncio.gather(
+            *(self._pull_now(subs[lane], n) for lane, n in asks), return_exceptions=True
+        )
+        msgs = [m for answer in answers if isinstance(answer, list) for m in answer]
+        failure = next((a for a in answers if isinstance(a, BaseException)), None)
+        if failure is not None:
+            await nak_all(msgs)  # never kept, never run: delivered again at once
+            raise failure
+        left = room - len(msgs)
+        for (lane, n), answer in zip(asks, answers, strict=True):
+            if left <= 0:
                 break
-            got = await self._pull_now(subs[lane], carry)
-            carry -= len(got)
-            msgs.extend(got)
+            if isinstance(answer, list) and len(answer) == n:  # the lane may have more
+                got = await self._pull_now(subs[lane], left)
+                left -= len(got)
+                msgs.extend(got)
         return msgs
 
     def _forget_waiting(self, waiting: dict[Lane, asyncio.Task[list[Msg]]]) -> None:

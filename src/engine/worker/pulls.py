@@ -80,6 +80,13 @@ async def give_back(nc: NATS, subscriptions: list[Subscription], timeout_s: floa
             await msg.nak()
 
 
+async def nak_all(msgs: list[Msg]) -> None:
+    """Hand back messages fetched but never admitted, so they are delivered again at once."""
+    for msg in msgs:
+        with contextlib.suppress(Exception):
+            await msg.nak()
+
+
 def _arrived(inbox: Inbox) -> Msg | None:
     """A message already in the inbox, taken as `next_msg` takes it, without the task, timer
     and id `next_msg` makes for each message (they cost more than admitting the message)."""

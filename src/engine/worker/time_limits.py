@@ -46,7 +46,9 @@ def with_limits(
             fired = True
             task.cancel(SOFT_TIMEOUT_MESSAGE)
 
-        timer = asyncio.get_running_loop().call_later(soft_s, expire) if soft_s else None
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(soft_s, expire) if soft_s else None
+        began = loop.time()
         try:
             return await func(*args, **kwargs)
         except asyncio.CancelledError:
@@ -59,6 +61,7 @@ def with_limits(
             raise
         finally:
             delivery.body = None
+            delivery.returned(loop.time() - began)
             if timer is not None:
                 timer.cancel()
             if fired and task.cancelling() and not task.done():
