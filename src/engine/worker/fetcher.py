@@ -32,6 +32,7 @@ from src.engine.worker.inflight import InFlight
 from src.engine.worker.pulls import Subscription, give_back, nak_all, pull_now, pull_wait
 from src.engine.worker.queue_gate import QueueGate
 from src.engine.worker.retry_share import RetryShare, hold_back
+from src.engine.worker.spare import Spare
 
 logger = logging.getLogger("taskjet.fetch")
 
@@ -44,6 +45,8 @@ _SHORT_WAIT_S = 0.1
 # How long a busy worker waits for a batch's worth of room (`InFlight.refill`) before it fills
 # what room it has (while long tasks hold the rest).
 _GATHER_S = 0.01
+# Longest a task fetched ahead of free room is held before it goes back to the queue.
+_SPARE_HOLD_S = 1.0
 
 
 class Fetching:
@@ -121,6 +124,7 @@ class Fetching:
         waiting: dict[Lane, asyncio.Task[list[Msg]]] = {}
         settings = self._settings()
         share = RetryShare(settings.retry_share)
+        spare = Spare(min(_SPARE_HOLD_S, settings.heartbeat_interval_s))
         failures = 0
         self.problems.pop(queue, None)
 
@@ -140,8 +144,10 @@ class Fetching:
             while True:
                 if not self._gate.is_open(queue):
                     # Paused: give back the room the open pulls hold, withdraw them from the
-                    # server (a task sent now must not reach this worker), wait for a resume.
+                    # server (a task sent now must not reach this worker), hand back what was
+                    # fetched ahead, wait for a resume.
                     self._forget_waiting(waiting)
+                    await spare.hand_back()
                     for lane in LANES:
                         subs[lane] = await self._withdrawn(subs[lane], queue, lane)
                     await self._gate.changed()
@@ -156,26 +162,55 @@ class Fetching:
                 if failure is not None:
                     await failed(failure)
                     continue
-                if not self._inflight.refill:
-                    some_room = self._inflight.free > 0
-                    gathered = await self._wait_for_room(waiting, _GATHER_S if some_room else None)
-                    if gathered or self._inflight.free <= 0:
-                        continue
-                    # Short of a batch for _GATHER_S (long tasks hold the rest): fill what is free.
                 try:
-                    msgs = await self._fill(
-                        subs, waiting, self._inflight.batch(settings.fetch_batch)
-                    )
+                    if await self._fill_room(
+                        queue, subs=subs, waiting=waiting, spare=spare, share=share, ready=ready
+                    ):
+                        failures = 0
                 except Exception as exc:
                     await failed(exc)
-                    continue
-                failures = 0
-                if msgs:
-                    await self._admit(await hold_back(share, msgs), queue, ready)
-                elif self._linger(subs, waiting):
-                    await self._wait_for_any(waiting.values())
         finally:
             self._forget_waiting(waiting)
+            await spare.hand_back()
+
+    async def _fill_room(
+        self,
+        queue: str,
+        *,
+        subs: dict[Lane, Subscription],
+        waiting: dict[Lane, asyncio.Task[list[Msg]]],
+        spare: Spare,
+        share: RetryShare,
+        ready: asyncio.Queue[list[Delivery]],
+    ) -> bool:
+        """One turn of filling free room (and the spare, while tasks run long): from the spare
+        when it holds tasks, else by a fill once a batch's worth is free (or was not for
+        `_GATHER_S`), else by lingering pulls when every lane is empty. True if it fetched."""
+        free = self._inflight.free
+        if free > 0:
+            spare.dry = False
+            if spare.msgs:  # a slot freed: it takes a task fetched ahead, no pull first
+                await self._admit(spare.take(free), queue, ready)
+                return False
+        elif spare.hold_left() == 0.0:
+            await spare.hand_back()  # held too long: another worker may have room
+        top_up = 0 if spare.dry else self._inflight.spare - len(spare.msgs)
+        if not self._inflight.refill and top_up <= 0:
+            wait_s = _GATHER_S if free > 0 else spare.hold_left()
+            gathered = await self._wait_for_room(waiting, wait_s)
+            if gathered or self._inflight.free <= 0:
+                return False
+            # Short of a batch for _GATHER_S (long tasks hold the rest): fill what is free.
+        room = max(0, self._inflight.batch(self._settings().fetch_batch))
+        msgs = await self._fill(subs, waiting, room + max(0, top_up))
+        spare.dry = len(msgs) < room + top_up
+        msgs = await hold_back(share, msgs)
+        spare.add(msgs[room:])
+        if msgs[:room]:
+            await self._admit(msgs[:room], queue, ready)
+        elif not msgs and room > 0 and self._linger(subs, waiting):
+            await self._wait_for_any(waiting.values())
+        return True
 
     def _linger(
         self, subs: dict[Lane, Subscription], waiting: dict[Lane, asyncio.Task[list[Msg]]]

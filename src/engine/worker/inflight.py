@@ -77,6 +77,13 @@ class InFlight:
             largest = min(largest, LONG_RUN_BATCH)
         return min(self.free, largest)
 
+    @property
+    def spare(self) -> int:
+        """How many tasks to fetch ahead of free room (`spare.py`): `LONG_RUN_BATCH` while
+        tasks run long, so a slot that frees starts one without waiting for a pull; none for
+        short tasks (a fetch brings a batch anyway) or a process with an end in sight."""
+        return LONG_RUN_BATCH if self.run_s >= LONG_RUN_S and self.remaining is None else 0
+
     def __len__(self) -> int:
         """How many tasks run here now (held deliveries whose function has not returned)."""
         return len(self.deliveries) - len(self.ended)

@@ -1,17 +1,23 @@
-"""The fetch loop's fills against a real JetStream: every lane asked in one round trip, and
-nothing kept when one of them fails."""
+"""The fetch loop against a real JetStream: every lane asked in one round trip, nothing kept
+when one of them fails, and tasks fetched ahead (while tasks run long) never held from a worker
+with room."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from taskiq import AsyncTaskiqTask
 
 from src.config import Settings
 from src.engine.broker import JetStreamBroker
 from src.engine.core.errors import ConsumerGoneError
 from src.engine.core.priority import LANES
+from src.engine.core.states import TaskState
 from src.engine.worker.pulls import pull_now
+from tests.conftest import StartWorker
 from tests.support import tasks
 from tests.support.processes import eventually
 
@@ -40,3 +46,53 @@ async def test_a_fill_hands_back_what_it_fetched_when_one_lane_fails(
     assert all(m.metadata.num_delivered == 2 for m in again), "handed back, then delivered anew"
     for msg in again:
         await msg.ack()
+
+
+async def _long_task_ahead_of_three(
+    broker: JetStreamBroker, js: JetStreamContext, settings: Settings
+) -> tuple[AsyncTaskiqTask[Any], list[AsyncTaskiqTask[Any]]]:
+    """A one-slot worker whose tasks run long: a 60 s task takes its slot and three more tasks
+    are fetched ahead of it (sent while the queue was paused, so one fill brings all four).
+    They are held, not started: still PENDING, and unacked."""
+    await (await tasks.nap.kiq(0.5)).wait_result(timeout=30)  # its tasks now run long
+    await broker.queues.pause("default")
+    blocker = await tasks.nap.kiq(60)
+    echoes = [await tasks.echo.kiq(i) for i in range(3)]
+    await broker.queues.resume("default")
+    await eventually(
+        lambda: _unacked(broker, js, settings, 4), what="the long task running, 3 held ahead"
+    )
+    for handle in echoes:
+        assert (await broker.records.get(handle.task_id)).state is TaskState.PENDING
+    return blocker, echoes
+
+
+async def _unacked(
+    broker: JetStreamBroker, js: JetStreamContext, settings: Settings, n: int
+) -> bool:
+    info = await js.consumer_info(settings.stream, broker.layout.consumer("default"))
+    return info.num_ack_pending == n
+
+
+@pytest.mark.settings(ack_wait_s=60)  # not handed back, a held task would wait behind the nap
+async def test_tasks_fetched_ahead_go_to_a_worker_with_room_soon(
+    broker: JetStreamBroker, js: JetStreamContext, settings: Settings, start_worker: StartWorker
+) -> None:
+    """Tasks a busy worker fetched ahead of its free room go back to the queue when it cannot
+    start them soon: a worker with room runs them while the long task still runs."""
+    await start_worker(extra=("--max-async-tasks", "1"))
+    blocker, echoes = await _long_task_ahead_of_three(broker, js, settings)
+    await start_worker()
+    for i, handle in enumerate(echoes):
+        assert (await handle.wait_result(timeout=30)).return_value == i
+    running = await broker.records.get(blocker.task_id)
+    assert running.state is TaskState.STARTED, "the long task still runs"
+    for handle in echoes:
+        assert (await broker.records.get(handle.task_id)).worker != running.worker
+    await _cancelled(broker, blocker)
+
+
+async def _cancelled(broker: JetStreamBroker, task: AsyncTaskiqTask[Any]) -> None:
+    """The long task's end, so that its worker stops at once."""
+    await broker.control.cancel(task.task_id)
+    assert (await task.wait_result(timeout=30)).is_err
