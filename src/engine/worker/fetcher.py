@@ -25,11 +25,11 @@ from src.engine.backends import provisioning
 from src.engine.core.aio import cancel_all
 from src.engine.core.errors import ProvisioningError
 from src.engine.core.layout import Layout
-from src.engine.core.priority import LANES, Lane, shares
+from src.engine.core.priority import LANES, Lane
 from src.engine.worker.admission import Admission
 from src.engine.worker.delivery import Delivery, hand_back
 from src.engine.worker.inflight import InFlight
-from src.engine.worker.pulls import Subscription, give_back, nak_all, pull_now, pull_wait
+from src.engine.worker.pulls import Subscription, give_back, pull_lanes, pull_wait
 from src.engine.worker.queue_gate import QueueGate
 from src.engine.worker.retry_share import RetryShare, hold_back
 from src.engine.worker.spare import Spare
@@ -322,46 +322,15 @@ class Fetching:
         waiting: dict[Lane, asyncio.Task[list[Msg]]],
         room: int,
     ) -> list[Msg]:
-        """Up to `room` waiting tasks, high lane first. Every lane without a lingering pull is
-        asked for its share at once (one round trip, not one per lane); the room a lane could
-        not use then goes to the lanes that filled their share, high first (a lane with a
-        lingering pull passes its share on: that pull brings what arrives)."""
-        if room <= 0:
-            return []
-        asks: list[tuple[Lane, int]] = []
-        carry = 0
-        for lane, share in shares(room):
-            if lane in waiting:
-                carry += share
-            else:
-                asks.append((lane, share + carry))
-                carry = 0
-        answers = await asyncio.gather(
-            *(self._pull_now(subs[lane], n) for lane, n in asks), return_exceptions=True
+        return await pull_lanes(
+            self._nc(), subs, set(waiting), room, self._settings().connect_timeout_s
         )
-        msgs = [m for answer in answers if isinstance(answer, list) for m in answer]
-        failure = next((a for a in answers if isinstance(a, BaseException)), None)
-        if failure is not None:
-            await nak_all(msgs)  # never kept, never run: delivered again at once
-            raise failure
-        left = room - len(msgs)
-        for (lane, n), answer in zip(asks, answers, strict=True):
-            if left <= 0:
-                break
-            if isinstance(answer, list) and len(answer) == n:  # the lane may have more
-                got = await self._pull_now(subs[lane], left)
-                left -= len(got)
-                msgs.extend(got)
-        return msgs
 
     def _forget_waiting(self, waiting: dict[Lane, asyncio.Task[list[Msg]]]) -> None:
         for task in waiting.values():
             task.cancel()
         self._inflight.reserved -= len(waiting)
         waiting.clear()
-
-    async def _pull_now(self, subscription: Subscription, n: int) -> list[Msg]:
-        return await pull_now(self._nc(), subscription, n, self._settings().connect_timeout_s)
 
     async def _subscribe(self, queue: str, lane: Lane) -> Subscription:
         layout = self._layout()

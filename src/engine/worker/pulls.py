@@ -1,6 +1,7 @@
-"""JetStream pull requests as the fetch loops make them: one that takes what is there now, one
-that waits for a message, and withdrawing them all (unsubscribing: the server drops pull
-requests whose inbox has gone) with what already arrived handed back.
+"""JetStream pull requests as the fetch loops make them: one that takes what is there now (on
+one lane, or on every lane at once), one that waits for a message, and withdrawing them all
+(unsubscribing: the server drops pull requests whose inbox has gone) with what already arrived
+handed back.
 
 nats-py's `fetch` waits for a full batch and makes a task and a timer per message; these read
 the subscription's inbox directly, which is why they reach into nats-py's `_sub` and
@@ -9,7 +10,9 @@ the subscription's inbox directly, which is why they reach into nats-py's `_sub`
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import Collection, Mapping
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -19,6 +22,7 @@ from nats.js import JetStreamContext
 
 from src.engine.backends.nats import flush
 from src.engine.core.errors import ConsumerGoneError
+from src.engine.core.priority import Lane, shares
 
 Subscription = JetStreamContext.PullSubscription
 # Pull answers that mean the consumer is not there (no responders): not an empty queue.
@@ -49,6 +53,47 @@ async def pull_now(nc: NATS, subscription: Subscription, n: int, timeout_s: floa
             raise ConsumerGoneError(f"pull request answered {status}: no consumer")
         elif status != "100":  # 404 nothing there, 408 expired, 409 ...: this request is done
             break
+    return msgs
+
+
+async def pull_lanes(
+    nc: NATS,
+    subs: Mapping[Lane, Subscription],
+    lingering: Collection[Lane],
+    room: int,
+    timeout_s: float,
+) -> list[Msg]:
+    """Up to `room` waiting tasks, high lane first. Every lane without a lingering pull is
+    asked for its share at once (one round trip, not one per lane); the room a lane could
+    not use then goes to the lanes that filled their share, high first (a lane with a
+    lingering pull passes its share on: that pull brings what arrives). When one lane fails,
+    what the others brought is handed back (never kept, never run) and its error raised."""
+    if room <= 0:
+        return []
+    asks: list[tuple[Lane, int]] = []
+    carry = 0
+    for lane, share in shares(room):
+        if lane in lingering:
+            carry += share
+        else:
+            asks.append((lane, share + carry))
+            carry = 0
+    answers = await asyncio.gather(
+        *(pull_now(nc, subs[lane], n, timeout_s) for lane, n in asks), return_exceptions=True
+    )
+    msgs = [m for answer in answers if isinstance(answer, list) for m in answer]
+    failure = next((a for a in answers if isinstance(a, BaseException)), None)
+    if failure is not None:
+        await nak_all(msgs)  # delivered again at once
+        raise failure
+    left = room - len(msgs)
+    for (lane, n), answer in zip(asks, answers, strict=True):
+        if left <= 0:
+            break
+        if isinstance(answer, list) and len(answer) == n:  # the lane may have more
+            got = await pull_now(nc, subs[lane], left, timeout_s)
+            left -= len(got)
+            msgs.extend(got)
     return msgs
 
 

@@ -16,7 +16,7 @@ from src.engine.broker import JetStreamBroker
 from src.engine.core.errors import ConsumerGoneError
 from src.engine.core.priority import LANES
 from src.engine.core.states import TaskState
-from src.engine.worker.pulls import pull_now
+from src.engine.worker.pulls import pull_lanes, pull_now
 from tests.conftest import StartWorker
 from tests.support import tasks
 from tests.support.processes import eventually
@@ -33,7 +33,7 @@ async def test_a_fill_hands_back_what_it_fetched_when_one_lane_fails(
     sent = {(await tasks.echo.kiq(i)).task_id for i in range(3)}
     await js.delete_consumer(settings.stream, broker.layout.consumer("default", "low"))
     with pytest.raises(ConsumerGoneError):
-        await fetching._fill(subs, {}, 10)
+        await pull_lanes(broker.nc, subs, (), 10, 5.0)
 
     again: list[Msg] = []
 
