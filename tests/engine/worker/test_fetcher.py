@@ -4,6 +4,7 @@ with room."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -52,13 +53,22 @@ async def _long_task_ahead_of_three(
     broker: JetStreamBroker, js: JetStreamContext, settings: Settings
 ) -> tuple[AsyncTaskiqTask[Any], list[AsyncTaskiqTask[Any]]]:
     """A one-slot worker whose tasks run long: a 60 s task takes its slot and three more tasks
-    are fetched ahead of it (sent while the queue was paused, so one fill brings all four).
-    They are held, not started: still PENDING, and unacked."""
+    are fetched ahead of it. They are held, not started: still PENDING, and unacked. (All four
+    are sent while a gated task holds the slot, so the fill that follows its end brings all
+    four at once.)"""
     await (await tasks.nap.kiq(0.5)).wait_result(timeout=30)  # its tasks now run long
-    await broker.queues.pause("default")
+    key = uuid.uuid4().hex
+    gate = await tasks.gated.kiq(key)
+
+    async def gate_runs() -> bool:
+        record = await broker.records.get(gate.task_id)
+        return record is not None and record.state is TaskState.PROGRESS  # it reported a step
+
+    await eventually(gate_runs, what="a gated task in the only slot")
     blocker = await tasks.nap.kiq(60)
     echoes = [await tasks.echo.kiq(i) for i in range(3)]
-    await broker.queues.resume("default")
+    await broker.results.redis.set(f"test-gate:{key}", 1)
+    assert (await gate.wait_result(timeout=30)).return_value == key
     await eventually(
         lambda: _unacked(broker, js, settings, 4), what="the long task running, 3 held ahead"
     )
