@@ -72,8 +72,10 @@ class InFlight:
 
     def batch(self, largest: int) -> int:
         """How many tasks to fetch at once now: the free room, up to `largest` (the settings'
-        `fetch_batch`), and up to `LONG_RUN_BATCH` while tasks run long."""
-        if self.run_s >= LONG_RUN_S:
+        `fetch_batch`), and up to `LONG_RUN_BATCH` while tasks run long and some run here (an
+        idle process fills up at once; the slots it filled together spread out as they free
+        a few at a time)."""
+        if self.run_s >= LONG_RUN_S and len(self):
             largest = min(largest, LONG_RUN_BATCH)
         return min(self.free, largest)
 

@@ -137,6 +137,9 @@ def test_a_worker_whose_tasks_run_long_fetches_for_each_free_slot(settings: Sett
     moving average of run times past `LONG_RUN_S`): fetch as soon as a slot is free, a few at
     a time, so starts spread out instead of whole batches ending and starting together."""
     inflight = InFlight(capacity=100)
+    inflight.run_s = LONG_RUN_S
+    assert inflight.batch(64) == 64, "nothing runs: fill up at once"
+    inflight.run_s = 0.0
     held = [_delivery(settings) for _ in range(90)]
     for delivery in held:
         inflight.add(delivery)
