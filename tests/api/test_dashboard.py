@@ -9,6 +9,7 @@ installs it): a run that cannot look at the dashboard must not pass.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -434,6 +435,34 @@ async def test_an_operator_watches_and_steers_everything_from_the_browser(
 
     assert seen
     assert [url for url in seen if not url.startswith(server + "/")] == []
+
+
+async def test_the_submit_form_never_writes_over_a_field_someone_is_in(
+    server: str, browser: Browser
+) -> None:
+    """The form puts the chosen task's template into the keyword arguments once the registry
+    has loaded, but not while someone is in that field (text typed over the page's own value
+    would land after the template): the registry's answer is held until the field has focus."""
+    seen: list[str] = []
+    context, page = await _session(browser, server, ADMIN_KEY, seen)
+    focused = asyncio.Event()
+
+    async def after_focus(route: Route) -> None:
+        await focused.wait()
+        await route.continue_()
+
+    await page.route("**/api/v1/registry", after_focus)
+    await page.goto(f"{server}/dashboard/submit?task={TYPED}")
+    form = page.locator("#submit-task")
+    kwargs = form.get_by_label("Keyword arguments (JSON object)")
+    await kwargs.focus()
+    focused.set()
+    await expect(form.get_by_role("button", name="Submit")).to_be_enabled()
+    await expect(form.get_by_label("Task")).to_have_value(TYPED)
+    await expect(kwargs).to_have_value("{}")  # the page's own, left as it was
+    await kwargs.fill('{"name": "typed"}')
+    await expect(kwargs).to_have_value('{"name": "typed"}')
+    await context.close()
 
 
 async def test_an_open_circuit_breaker_shows_and_an_admin_resets_it(

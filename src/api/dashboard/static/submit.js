@@ -62,9 +62,10 @@ async function submitPage() {
   const asked = new URLSearchParams(window.location.search).get("task");
   if (asked && tasks.has(asked)) select.value = asked;
   // Keyword arguments typed while the registry was loading are the user's: the template of
-  // the task asked for in the address fills the field only if it still holds the page's own.
+  // the task asked for in the address fills the field only if it still holds the page's own
+  // and nobody is in it (text being typed over a selection would land after the template).
   const kwargs = form.elements.kwargs;
-  show(kwargs.value !== kwargs.defaultValue);
+  show(kwargs.value !== kwargs.defaultValue || document.activeElement === kwargs);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const f = new FormData(form);
