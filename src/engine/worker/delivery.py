@@ -58,8 +58,7 @@ class Delivery:
     on_settle: list[Callable[[Delivery], None]] = field(default_factory=list)
     fetched_at: float = field(default_factory=time.time)
     extended_at: float | None = None  # when its lease was last extended
-    ran_s: float | None = None  # how long the task's function ran (set when it returns)
-    on_return: Callable[[Delivery], None] | None = None
+    on_return: Callable[[Delivery, float], None] | None = None  # told how long it ran
 
     @property
     def task_id(self) -> str:
@@ -82,9 +81,8 @@ class Delivery:
     def returned(self, ran_s: float) -> None:
         """The task's function ended (however): its slot may take the next task while this
         delivery's outcome is saved and it is settled."""
-        self.ran_s = ran_s
         if self.on_return is not None:
-            self.on_return(self)
+            self.on_return(self, ran_s)
 
     async def ack(self) -> None:
         await self._settle(self.msg.ack)

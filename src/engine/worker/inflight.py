@@ -98,10 +98,10 @@ class InFlight:
         delivery.on_settle.append(self.forget)
         delivery.on_return = self.returned
 
-    def returned(self, delivery: Delivery) -> None:
-        """Its function ended: its slot is free, though the delivery is held until settled."""
-        if delivery.ran_s is not None:
-            self.run_s += (delivery.ran_s - self.run_s) * _RUN_WEIGHT
+    def returned(self, delivery: Delivery, ran_s: float) -> None:
+        """Its function ended after `ran_s`: its slot is free, though the delivery is held
+        until settled."""
+        self.run_s += (ran_s - self.run_s) * _RUN_WEIGHT
         if delivery.settled or delivery not in self.deliveries:
             return  # settled while it ran (handed back at shutdown): gone already
         self.ended.add(delivery)

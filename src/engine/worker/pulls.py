@@ -120,9 +120,7 @@ async def give_back(nc: NATS, subscriptions: list[Subscription], timeout_s: floa
                 arrived.append(msg)
     with contextlib.suppress(Exception):
         await flush(nc, timeout_s)
-    for msg in arrived:
-        with contextlib.suppress(Exception):
-            await msg.nak()
+    await nak_all(arrived)
 
 
 async def nak_all(msgs: list[Msg]) -> None:
