@@ -45,54 +45,56 @@ SERIES_KEYS = (
 # after a write that moved a task into an outcome; `stats` is the script's argument with the
 # key prefixes, retention, bucket bounds and default queue.
 COUNT_LUA = """
+-- The counters of `state/stats.py`. `count` adds a task's outcome to its series (task name,
+-- queue) in Lua tables; `flush_counts` sums the series into each field of the minute's hash
+-- and of the totals, and writes every field once: a batch of many tasks of a few names costs
+-- little more than one task. Every write of one call has the same `now`, hence one minute.
 local counted = {SUCCESS='succeeded', FAILURE='failed', RETRYING='retried', DEAD='dead',
   CANCELLED='cancelled'}
--- The counters of `state/stats.py`. `count` adds a task's outcome to its series (minute, task
--- name, queue) in Lua tables; `flush_counts` sums the series into each key's fields and writes
--- every field once: a batch of many tasks of a few names costs little more than one task.
-local series, bounds = {}, stats[4]
+local series = {}
+local function timed(n, sums, kind, seconds)
+  local bounds = stats[4]
+  local b = #bounds
+  for i = 1, b do if seconds <= bounds[i] then b = i - 1 break end end
+  local c, k = kind .. '_count', kind .. '_b' .. b
+  n[c] = (n[c] or 0) + 1
+  n[k] = (n[k] or 0) + 1
+  local f = kind .. '_sum'
+  sums[f] = (sums[f] or 0) + seconds
+end
 local function count(name, queue, what, run, wait)
-  local minute = math.floor(tonumber(now) / 60000000) * 60
-  local id = minute .. '|' .. name .. '|' .. queue
+  local id = name .. '|' .. queue
   local s = series[id]
   if not s then
-    s = {minute=minute, name=name, queue=queue, n={}, sums={}}
+    s = {name=name, queue=queue, n={}, sums={}}
     series[id] = s
   end
   s.n[what] = (s.n[what] or 0) + 1
-  for kind, seconds in pairs({run=run, wait=wait}) do
-    local b = #bounds
-    for i, le in ipairs(bounds) do if seconds <= le then b = i - 1 break end end
-    local c, k = kind .. '_count', kind .. '_b' .. b
-    s.n[c] = (s.n[c] or 0) + 1
-    s.n[k] = (s.n[k] or 0) + 1
-    s.sums[kind .. '_sum'] = (s.sums[kind .. '_sum'] or 0) + seconds
-  end
+  if run then timed(s.n, s.sums, 'run', run) end
+  if wait then timed(s.n, s.sums, 'wait', wait) end
 end
 local function flush_counts()
-  local ints, floats = {}, {}
-  local function add(into, key, field, n)
-    local fields = into[key]
-    if not fields then fields = {}; into[key] = fields end
-    fields[field] = (fields[field] or 0) + n
-  end
+  if next(series) == nil then return end
+  local mkey = stats[1] .. (math.floor(tonumber(now) / 60000000) * 60)
+  local ints, floats, tints, tfloats = {}, {}, {}, {}
   for _, s in pairs(series) do
-    local mkey = stats[1] .. s.minute
-    local dims = {'', 't:' .. s.name, 'q:' .. s.queue, 's:' .. s.name .. '|' .. s.queue}
-    for into, values in pairs({[ints]=s.n, [floats]=s.sums}) do
-      for f, n in pairs(values) do
-        for _, dim in ipairs(dims) do add(into, mkey, f .. '|' .. dim, n) end
-        add(into, stats[2], f .. '|' .. s.name .. '|' .. s.queue, n)
-      end
+    local dims = {'|', '|t:' .. s.name, '|q:' .. s.queue, '|s:' .. s.name .. '|' .. s.queue}
+    local total = '|' .. s.name .. '|' .. s.queue
+    for f, n in pairs(s.n) do
+      for i = 1, 4 do local k = f .. dims[i]; ints[k] = (ints[k] or 0) + n end
+      local k = f .. total; tints[k] = (tints[k] or 0) + n
+    end
+    for f, x in pairs(s.sums) do
+      for i = 1, 4 do local k = f .. dims[i]; floats[k] = (floats[k] or 0) + x end
+      local k = f .. total; tfloats[k] = (tfloats[k] or 0) + x
     end
   end
-  for key, fields in pairs(ints) do
-    for f, n in pairs(fields) do redis.call('HINCRBY', key, f, n) end
-    redis.call('EXPIRE', key, key == stats[2] and stats[3] or stats[3] + 60)
-  end
-  for key, fields in pairs(floats) do
-    for f, x in pairs(fields) do redis.call('HINCRBYFLOAT', key, f, x) end
-  end
+  for f, n in pairs(ints) do redis.call('HINCRBY', mkey, f, n) end
+  for f, x in pairs(floats) do redis.call('HINCRBYFLOAT', mkey, f, x) end
+  for f, n in pairs(tints) do redis.call('HINCRBY', stats[2], f, n) end
+  for f, x in pairs(tfloats) do redis.call('HINCRBYFLOAT', stats[2], f, x) end
+  redis.call('EXPIRE', mkey, stats[3] + 60)
+  redis.call('EXPIRE', stats[2], stats[3])
 end
 """
 _STORED = {"run_seconds_sum": "run_sum", "wait_seconds_sum": "wait_sum"}

@@ -47,8 +47,7 @@ _SCRIPT = (
 local idx, keyp, ttl, now, trim = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local resp, attp = ARGV[7], ARGV[8]
 local terminal = {SUCCESS=true, FAILURE=true, CANCELLED=true, DEAD=true}
-local outcome = cjson.decode(ARGV[9])
-local stats = cjson.decode(ARGV[10])
+local stats  -- ARGV[10], decoded only by a write that counts an outcome
 local out = {}
 """
     + COUNT_LUA
@@ -96,6 +95,7 @@ for n, t in ipairs(cjson.decode(ARGV[6])) do
     if what and new == old and not newer then what = nil end
     local run, wait, queue
     if what then
+      stats = stats or cjson.decode(ARGV[10])
       queue = r[6] or stats[5]
       for i = 1, #fields, 2 do
         if fields[i] == 'runtime_s' then run = tonumber(fields[i + 1]) end
@@ -110,7 +110,7 @@ for n, t in ipairs(cjson.decode(ARGV[6])) do
       end
     end
     if newer then
-      redis.call('HDEL', key, unpack(outcome))
+      redis.call('HDEL', key, unpack(cjson.decode(ARGV[9])))
       redis.call('DEL', resp .. id, attp .. id)
       ra = 0
     end

@@ -154,10 +154,14 @@ class Fetching:
                     continue
                 harvested, failure = self._harvest(waiting)
                 if harvested:
-                    # Lingering pulls brought work to an idle worker: start it before asking
-                    # for more (the next turn fills the rest). A lone task then waits for no
-                    # further pull, and its STARTED mark shares the loop with nothing else.
-                    await self._admit(await hold_back(share, harvested), queue, ready, wait=True)
+                    # Lingering pulls brought work to an idle worker. With more waiting behind
+                    # it, start it before asking for the rest (the next turn fills it). With
+                    # nothing behind it, the emptied lanes linger again at once, while it
+                    # starts: the next task is on its way as soon as it is sent.
+                    more = any(int(m.metadata.num_pending) > 0 for m in harvested)
+                    await self._admit(await hold_back(share, harvested), queue, ready, wait=more)
+                    if not more and self._gate.is_open(queue):
+                        self._linger(subs, waiting)
                     continue
                 if failure is not None:
                     await failed(failure)
