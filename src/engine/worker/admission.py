@@ -213,6 +213,7 @@ class Admission:
         except Exception as exc:  # Redis down: the outcome could not be saved either
             logger.warning("cannot record %d task start(s): %s", len(admitted), exc)
             for delivery in admitted:
+                await self._uncount_start(delivery)
                 await delivery.nak(self._settings().redelivery_delay_s)
             return []
         runnable: list[Delivery] = []
@@ -245,6 +246,17 @@ class Admission:
                     TaskEvent.of(delivery.task_id, TaskState.STARTED), delivery.labels.client_id
                 )
         return runnable
+
+
+    async def _uncount_start(self, delivery: Delivery) -> None:
+        """A start that could not be recorded never ran: it must not count towards being set
+        aside as poison (a Redis without its replicas for a while must not turn waiting tasks
+        into poison). The next delivery of the message counts a start on admission (`_admit`),
+        so one is taken off now: that delivery gets the attempt number this one had."""
+        try:
+            await self._attempts.bump(delivery.task_id, "starts", -1)
+        except Exception as exc:  # Redis away: the count stays one too high
+            logger.warning("cannot uncount the start of %s: %s", delivery.task_id, exc)
 
 
 def _log_failure(future: asyncio.Future[None]) -> None:

@@ -7,17 +7,20 @@ import base64
 import itertools
 import time
 import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from nats.js import JetStreamContext
 
 from src.config import Settings
+from src.embedded import free_port, redis_server_binary
 from src.engine.broker import JetStreamBroker
 from src.engine.core.errors import SoftTimeLimitExceeded, TaskExpiredError, UnknownTaskError
 from src.engine.core.layout import Layout
 from tests.conftest import StartWorker
 from tests.support import tasks
-from tests.support.processes import eventually
+from tests.support.processes import eventually, spawn
 
 
 def _key() -> str:
@@ -384,3 +387,39 @@ async def test_the_grace_period_holds_without_wait_tasks_timeout(
     assert (await js.stream_info(settings.stream)).state.messages == 1, "the task is kept"
     await start_worker()
     assert (await handle.wait_result(timeout=30)).return_value == 2
+
+
+@pytest.mark.settings(
+    redis_wait_replicas=1, redis_wait_timeout_s=0.2, redelivery_delay_s=0.2, max_redeliveries=0
+)
+async def test_starts_that_could_not_be_recorded_never_make_a_task_poison(
+    broker: JetStreamBroker, settings: Settings, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """Writes wait for a replica that is not there yet: each start fails to be recorded and
+    the task goes back to the queue, never run. Once a replica follows, it runs and succeeds,
+    instead of having been counted as started again and again without finishing."""
+    await start_worker()
+    handle = await tasks.echo.kiq("waited for a replica")
+    log = tmp_path / "worker-0.log"
+
+    async def handed_back_often() -> bool:
+        text = log.read_text() if log.exists() else ""
+        return text.count("cannot record 1 task start(s)") >= 4
+
+    await eventually(handed_back_often, timeout_s=60, what="four starts that were not recorded")
+    primary = urlsplit(settings.redis_url)
+    port = free_port()
+    replica = spawn(
+        [
+            redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--dir", str(tmp_path), "--replicaof", str(primary.hostname), str(primary.port),
+        ],  # fmt: skip
+        {},
+        tmp_path / "replica.log",
+    )
+    try:
+        result = await handle.wait_result(timeout=60)
+        assert not result.is_err, result.error
+        assert result.return_value == "waited for a replica"
+    finally:
+        await replica.stop()
