@@ -247,7 +247,6 @@ class Admission:
                 )
         return runnable
 
-
     async def _uncount_start(self, delivery: Delivery) -> None:
         """A start that could not be recorded never ran: it must not count towards being set
         aside as poison (a Redis without its replicas for a while must not turn waiting tasks

@@ -409,11 +409,10 @@ async def test_starts_that_could_not_be_recorded_never_make_a_task_poison(
     await eventually(handed_back_often, timeout_s=60, what="four starts that were not recorded")
     primary = urlsplit(settings.redis_url)
     port = free_port()
+    args = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    args += ["--dir", str(tmp_path), "--replicaof", str(primary.hostname), str(primary.port)]
     replica = spawn(
-        [
-            redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--dir", str(tmp_path), "--replicaof", str(primary.hostname), str(primary.port),
-        ],  # fmt: skip
+        args,
         {},
         tmp_path / "replica.log",
     )
