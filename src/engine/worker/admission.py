@@ -212,8 +212,8 @@ class Admission:
             written = await self._writes.apply(transitions)
         except Exception as exc:  # Redis down: the outcome could not be saved either
             logger.warning("cannot record %d task start(s): %s", len(admitted), exc)
+            await self._uncount_starts(admitted)
             for delivery in admitted:
-                await self._uncount_start(delivery)
                 await delivery.nak(self._settings().redelivery_delay_s)
             return []
         runnable: list[Delivery] = []
@@ -247,15 +247,16 @@ class Admission:
                 )
         return runnable
 
-    async def _uncount_start(self, delivery: Delivery) -> None:
-        """A start that could not be recorded never ran: it must not count towards being set
+    async def _uncount_starts(self, admitted: list[Delivery]) -> None:
+        """Starts that could not be recorded never ran: they must not count towards being set
         aside as poison (a Redis without its replicas for a while must not turn waiting tasks
-        into poison). The next delivery of the message counts a start on admission (`_admit`),
-        so one is taken off now: that delivery gets the attempt number this one had."""
+        into poison). The next delivery of each message counts a start on admission
+        (`_admit`), so one is taken off now: that delivery gets the attempt number this one
+        had."""
         try:
-            await self._attempts.bump(delivery.task_id, "starts", -1)
-        except Exception as exc:  # Redis away: the count stays one too high
-            logger.warning("cannot uncount the start of %s: %s", delivery.task_id, exc)
+            await self._attempts.take_back_starts([d.task_id for d in admitted])
+        except Exception as exc:  # Redis away: the counts stay one too high
+            logger.warning("cannot take back %d unrecorded start(s): %s", len(admitted), exc)
 
 
 def _log_failure(future: asyncio.Future[None]) -> None:

@@ -25,11 +25,21 @@ class AttemptCounter:
         self._layout = layout
         self._ttl_s = ttl_s
 
-    async def bump(self, task_id: str, counter: Counter, by: int = 1) -> int:
-        """Add `by` to `counter` and return the new value."""
+    async def bump(self, task_id: str, counter: Counter) -> int:
+        """Add one to `counter` and return the new value."""
         key = self._layout().attempts_key(task_id)
         async with self._redis().pipeline(transaction=False) as pipe:
-            pipe.hincrby(key, counter, by)
+            pipe.hincrby(key, counter, 1)
             pipe.expire(key, self._ttl_s())
             value, _ = await pipe.execute()
         return int(value)
+
+    async def take_back_starts(self, task_ids: list[str]) -> None:
+        """One start less for each task, in one round trip: starts that never ran."""
+        ttl_s = self._ttl_s()
+        async with self._redis().pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                key = self._layout().attempts_key(task_id)
+                pipe.hincrby(key, "starts", -1)
+                pipe.expire(key, ttl_s)
+            await pipe.execute()

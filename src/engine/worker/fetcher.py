@@ -160,7 +160,7 @@ class Fetching:
                     # starts: the next task is on its way as soon as it is sent.
                     more = any(int(m.metadata.num_pending) > 0 for m in harvested)
                     await self._admit(await hold_back(share, harvested), queue, ready, wait=more)
-                    if not more and self._gate.is_open(queue):
+                    if not more:
                         self._linger(subs, waiting)
                     continue
                 if failure is not None:
