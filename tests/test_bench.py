@@ -124,3 +124,52 @@ def test_footprint_measures_both_managers(tmp_path: Path) -> None:
         for figures in (row["idle"], row["after"]):
             assert 10 < figures["uss"] <= figures["pss"] <= figures["rss"] < 10_000, row
     assert "| `taskjet worker` | 1 |" in run.stdout
+
+
+@pytest.mark.timeout(300)
+def test_the_latency_floor_reference_runs_beside_its_peer_and_is_no_peer(tmp_path: Path) -> None:
+    """taskiq-nats+mark (taskiq-nats plus one Redis write before each run) is measured in the
+    same run as taskiq-nats and taskjet, is checked against taskiq-nats as goal 2's floor, and
+    is left out of the goals' "every peer"."""
+    out = tmp_path / "results"
+    command = [
+        sys.executable, "-m", "bench", "--quick", "--systems",
+        "taskjet,taskiq-nats,taskiq-nats+mark", "--workers", "1", "--workloads", "noop",
+        "--tasks", "40", "--latency-seconds", "0.2", "--no-extras", "--out", str(out),
+        "--name", "floor",
+    ]  # fmt: skip
+    _run_ok(command, 280)
+
+    results = json.loads((out / "floor.json").read_text())
+    assert results["failures"] == []
+    cells = {c["system"]: c for c in results["cells"]}
+    assert set(cells) == {"taskjet", "taskiq-nats", "taskiq-nats+mark"}
+    for cell in cells.values():
+        _assert_figures(cell)
+    table = (out / "floor.md").read_text()
+    goals = table[table.index("## Performance goals") :]
+    floor = next(line for line in goals.splitlines() if "(reference) taskiq-nats+mark" in line)
+    assert "against taskiq-nats" in floor
+    assert floor.rstrip().endswith("| — |")  # a reference: neither met nor missed
+    every_peer = next(line for line in goals.splitlines() if "every peer" in line)
+    assert "taskiq-nats+mark" not in every_peer
+
+
+async def test_the_start_mark_writes_before_the_task_runs(servers: Any) -> None:
+    """The reference's one extra step: a Redis write, awaited before the run."""
+    from redis.asyncio import Redis
+    from taskiq import TaskiqMessage
+
+    from bench.systems.taskiq_peers import StartMark
+
+    url = servers.redis.url
+    mark = StartMark(url, "floor-test")
+    message = TaskiqMessage(task_id="t1", task_name="bench.noop", labels={}, args=[], kwargs={})
+    redis = Redis.from_url(url)
+    try:
+        assert await mark.pre_execute(message) is message
+        assert await redis.hget("floor-test:record:t1", "state") == b"STARTED"
+        await redis.delete("floor-test:record:t1")
+    finally:
+        await mark.shutdown()
+        await redis.aclose()

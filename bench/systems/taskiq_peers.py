@@ -1,12 +1,14 @@
 """Vanilla taskiq peers, library defaults: taskiq-nats `PullBasedJetStreamBroker` and
-taskiq-redis `RedisStreamBroker`, both with taskiq-redis `RedisAsyncResultBackend`."""
+taskiq-redis `RedisStreamBroker`, both with taskiq-redis `RedisAsyncResultBackend`; and one
+reference, taskiq-nats with a Redis write before each run (`StartMark`)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any, ClassVar
 
-from taskiq import AsyncBroker
+from redis.asyncio import Redis
+from taskiq import AsyncBroker, TaskiqMessage, TaskiqMiddleware
 
 from bench.procs import Proc
 from bench.systems.base import (
@@ -105,13 +107,17 @@ class TaskiqNats(_TaskiqPeer):
     worker_module = "bench.systems.taskiq_nats_worker"
     notes = "PullBasedJetStreamBroker (defaults: batch 1) + RedisAsyncResultBackend (pickle)"
 
+    # Stream, subject and consumer names, with the phase's tag: one set per system.
+    names: ClassVar[tuple[str, str, str]] = ("BENCHNATS", "tasks", "")
+
     def config(self) -> dict[str, Any]:
+        stream, subject, durable = self.names
         return {
             **super().config(),
             "nats_url": self.ctx.nats_url,
-            "subject": f"bench{self.tag}.tasks",
-            "stream": f"BENCHNATS{self.tag}",
-            "durable": f"bench{self.tag}",
+            "subject": f"bench{self.tag}.{subject}",
+            "stream": f"{stream}{self.tag}",
+            "durable": f"bench{self.tag}{durable}",
         }
 
     def build(self) -> AsyncBroker:
@@ -141,3 +147,40 @@ class TaskiqRedis(_TaskiqPeer):
     async def worker_ready(self, proc: Proc, workers: int) -> bool:
         """Every worker process blocks in XREADGROUP."""
         return await blocked_clients(self.redis_url, "xreadgroup") >= workers
+
+
+class StartMark(TaskiqMiddleware):
+    """One Redis write before each run, awaited: the least a system that keeps a task's record
+    before running it (as taskjet's STARTED mark) pays per task, added to taskiq-nats and
+    nothing else. A reference for the latency goal, not a peer."""
+
+    def __init__(self, redis_url: str, prefix: str) -> None:
+        super().__init__()
+        self._redis = Redis.from_url(redis_url)
+        self._prefix = prefix
+
+    async def pre_execute(self, message: TaskiqMessage) -> TaskiqMessage:
+        await self._redis.hset(f"{self._prefix}:record:{message.task_id}", "state", "STARTED")
+        return message
+
+    async def shutdown(self) -> None:
+        await self._redis.aclose()
+
+
+def build_nats_marked(config: dict[str, Any]) -> AsyncBroker:
+    broker = build_nats(config)
+    return broker.with_middlewares(StartMark(config["redis_url"], config["prefix"]))
+
+
+class TaskiqNatsMarked(TaskiqNats):
+    """taskiq-nats with `StartMark`: measured beside it, the price of a record written before
+    each run, with the same client libraries and nothing else changed."""
+
+    name = "taskiq-nats+mark"
+    redis_db = 7
+    worker_module = "bench.systems.taskiq_nats_marked_worker"
+    notes = "taskiq-nats as above, plus one awaited Redis write (HSET) before each run"
+    names = ("BENCHMARK", "marked", "m")
+
+    def build(self) -> AsyncBroker:
+        return build_nats_marked(self.config())

@@ -86,29 +86,24 @@ class TaskEvent(BaseModel):
     def with_outcome(
         self, result_json: bytes | str | None, error: EventError | None, max_bytes: int
     ) -> TaskEvent:
-        """The final event with what the task ended with: the error, or the return value
-        (taken from the stored result's JSON) when it fits in `max_bytes` as JSON, so a
-        follower needs no second request. A larger one is only flagged `result_omitted`."""
-        if error is not None:
-            return self.model_copy(update={"error": error})
-        if self.status != "completed" or result_json is None:
-            return self
-        value = redact(orjson.loads(result_json).get("return_value"))
-        if len(orjson.dumps(value)) > max_bytes:
-            return self.model_copy(update={"result_omitted": True})
-        return self.model_copy(update={"result": value})
+        """The final event with what the task ended with (see `outcome_fields`)."""
+        update = outcome_fields(self.status, result_json, error, max_bytes)
+        return self.model_copy(update=update) if update else self
 
     def public(self) -> dict[str, Any]:
-        """The event as followers get it: `result` only on `completed`, `result_omitted` and
-        `error` only when set, so progress events stay as small as they were."""
-        body = self.model_dump()
-        if self.status != "completed":
-            del body["result"]
-        if not self.result_omitted:
-            del body["result_omitted"]
-        if self.error is None:
-            del body["error"]
-        return body
+        """The event as followers get it (see `event_body`)."""
+        return event_body(
+            self.task_id,
+            self.status,
+            message=self.message,
+            progress=self.progress,
+            total=self.total,
+            stage=self.stage,
+            timestamp=self.timestamp,
+            result=self.result,
+            result_omitted=self.result_omitted,
+            error=self.error,
+        )
 
     def to_json(self) -> str:
         return orjson.dumps(self.public()).decode()
@@ -126,6 +121,56 @@ class TaskEvent(BaseModel):
         )
 
 
+def event_body(
+    task_id: str,
+    status: str,
+    *,
+    message: str | None = None,
+    progress: float | None = None,
+    total: float | None = None,
+    stage: str | None = None,
+    timestamp: float | None = None,
+    result: Any = None,
+    result_omitted: bool = False,
+    error: EventError | None = None,
+) -> dict[str, Any]:
+    """An event as followers get it (`TaskEvent`'s fields): `result` only on `completed`,
+    `result_omitted` and `error` only when set, so progress events stay as small as they were.
+    Built as a plain dict, not through the model: a worker publishes two per task."""
+    body: dict[str, Any] = {
+        "task_id": task_id,
+        "status": status,
+        "message": message,
+        "progress": progress,
+        "total": total,
+        "stage": stage,
+        "timestamp": time.time() if timestamp is None else timestamp,
+    }
+    if status == "completed":
+        body["result"] = result
+    if result_omitted:
+        body["result_omitted"] = True
+    if error is not None:
+        body["error"] = {"type": error.type, "message": error.message}
+    return body
+
+
+def outcome_fields(
+    status: str, result_json: bytes | str | None, error: EventError | None, max_bytes: int
+) -> dict[str, Any]:
+    """What a final event adds: the error, or the return value (taken from the stored
+    result's JSON) when it fits in `max_bytes` as JSON, so a follower needs no second request.
+    A larger one is only flagged `result_omitted`."""
+    if error is not None:
+        return {"error": error}
+    if status != "completed" or result_json is None:
+        return {}
+    value = redact(orjson.loads(result_json).get("return_value"))
+    if len(orjson.dumps(value)) > max_bytes:
+        return {"result_omitted": True}
+    return {"result": value}
+
+
 class StreamedEvent(BaseModel):
     sequence: int
     event: TaskEvent
@@ -139,12 +184,17 @@ class EventBus:
         self._layout = layout
 
     async def publish(self, event: TaskEvent, client_id: str | None = None) -> None:
-        subject = self._layout.event_subject(event.task_id, client_id)
+        await self.publish_body(event.public(), client_id)
+
+    async def publish_body(self, body: dict[str, Any], client_id: str | None = None) -> None:
+        """Publish an event already built by `event_body`."""
+        task_id = body["task_id"]
+        subject = self._layout.event_subject(task_id, client_id)
         try:
             with tracing.calling("publish", "send", subject):  # off: no span
-                await self._nc.publish(subject, orjson.dumps(event.public()))
+                await self._nc.publish(subject, orjson.dumps(body))
         except Exception as exc:  # a view, not the record: never fail a task over it
-            logger.warning("event for %s not published: %s", event.task_id, exc)
+            logger.warning("event for %s not published: %s", task_id, exc)
 
     def follow(
         self, subject: str, after: int | None = None, only_new: bool = False

@@ -25,8 +25,8 @@ from src.engine.core.errors import (
     TaskCancelledError,
 )
 from src.engine.core.layout import Layout
-from src.engine.core.states import TaskState
-from src.engine.state.events import EventBus, EventError, TaskEvent
+from src.engine.core.states import EVENT_STATUS, TaskState
+from src.engine.state.events import EventBus, EventError, event_body, outcome_fields
 from src.engine.state.transitions import Transition, TransitionWriter
 
 if TYPE_CHECKING:
@@ -188,12 +188,16 @@ class RedisResultBackend(AsyncResultBackend[_ReturnType]):
             )
             return
         error = fields.get("error_message")
-        event = TaskEvent.of(task_id, state, str(error) if error is not None else None)
+        status = EVENT_STATUS[state]
+        ending: dict[str, Any] = {}
         if not retrying:
             kind = fields.get("error_type")
             failure = EventError(type=str(kind), message=str(error or "")) if kind else None
-            event = event.with_outcome(body, failure, self._limits().event_result_max_bytes)
-        await self._events().publish(event, delivery.labels.client_id)
+            limit = self._limits().event_result_max_bytes
+            ending = outcome_fields(status, body, failure, limit)
+        message = str(error) if error is not None else None
+        event = event_body(task_id, status, message=message, **ending)
+        await self._events().publish_body(event, delivery.labels.client_id)
 
     async def is_result_ready(self, task_id: str) -> bool:
         return bool(await self.redis.exists(self._layout().result_key(task_id)))

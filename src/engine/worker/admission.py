@@ -28,10 +28,10 @@ from src.engine.core.errors import (
     UnknownTaskError,
 )
 from src.engine.core.labels import ACK_TYPE, ATTEMPT, REDELIVERED, TaskLabels
-from src.engine.core.states import TaskState
+from src.engine.core.states import EVENT_STATUS, TaskState
 from src.engine.core.wire import decode
 from src.engine.sending.label_reads import LABEL_READS
-from src.engine.state.events import EventBus, TaskEvent
+from src.engine.state.events import EventBus, TaskEvent, event_body
 from src.engine.state.transitions import Transition, TransitionWriter
 from src.engine.worker.attempts import AttemptCounter
 from src.engine.worker.delivery import Delivery
@@ -39,6 +39,8 @@ from src.engine.worker.settlement import Settlement
 from src.engine.worker.throttle import Holder, Throttle
 
 logger = logging.getLogger("taskjet.admission")
+
+_STARTED = EVENT_STATUS[TaskState.STARTED]
 
 FindTask = Callable[[str], AsyncTaskiqDecoratedTask[Any, Any] | None]
 
@@ -242,8 +244,8 @@ class Admission:
                 continue
             runnable.append(delivery)
             if outcome.applied:
-                await self._events().publish(
-                    TaskEvent.of(delivery.task_id, TaskState.STARTED), delivery.labels.client_id
+                await self._events().publish_body(
+                    event_body(delivery.task_id, _STARTED), delivery.labels.client_id
                 )
         return runnable
 
