@@ -184,12 +184,22 @@ class TransitionWriter:
         batch = list(transitions)
         if not batch:
             return []
+        return await self.applied(batch, self.send(batch))
+
+    def send(self, batch: list[Transition]) -> Future[list[Any]]:
+        """Queue transitions for the next round trip now, without waiting for a coroutine to
+        get there first: on a worker's path to running a task, a loop turn saved is latency
+        saved. The future holds their raw answers (`applied` reads them)."""
 
         def build(pipe: Pipeline) -> None:
             for t in batch:
                 self.add(t)
 
-        written = [_written(raw) for raw in await self.batched(build)]
+        return self._enqueue(build)
+
+    async def applied(self, batch: list[Transition], sent: Future[list[Any]]) -> list[Written]:
+        """What the transitions `send` queued came to."""
+        written = [_written(raw) for raw in await sent]
         if self.after is not None:
             await self.after(batch, written)
         return written
@@ -209,13 +219,19 @@ class TransitionWriter:
         """Run `build`'s commands and transitions in one pipeline with every other caller of
         this loop turn: one round trip for all. Returns the builder's command results, then
         one raw script answer per transition it added."""
+        return await self._enqueue(build)
+
+    def _enqueue(self, build: Callable[[Pipeline], None]) -> Future[list[Any]]:
+        """Add `build` to the next round trip, which starts at the next loop turn with every
+        builder queued by then."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         self._pending.append((build, future))
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            loop.call_soon(self._start_flush)
-        return await future
+            flushing = loop.create_task(self._flush_pending())
+            flushing.add_done_callback(lambda _: None)
+        return future
 
     async def execute(
         self, build: Callable[[Pipeline], None], raise_on_error: bool = True
@@ -235,11 +251,10 @@ class TransitionWriter:
                 return results
         raise AssertionError("unreachable")
 
-    def _start_flush(self) -> None:
+    async def _flush_pending(self) -> None:
         self._flush_scheduled = False
         batch, self._pending = self._pending, []
-        task = asyncio.ensure_future(self._flush(batch))
-        task.add_done_callback(lambda _: None)
+        await self._flush(batch)
 
     async def _flush(
         self, batch: list[tuple[Callable[[Pipeline], None], Future[list[Any]]]]

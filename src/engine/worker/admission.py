@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from nats.aio.msg import Msg
 from taskiq.decor import AsyncTaskiqDecoratedTask
@@ -43,6 +43,13 @@ logger = logging.getLogger("taskjet.admission")
 _STARTED = EVENT_STATUS[TaskState.STARTED]
 
 FindTask = Callable[[str], AsyncTaskiqDecoratedTask[Any, Any] | None]
+
+
+class Marking(NamedTuple):
+    """A batch's STARTED write, queued: its transitions and their answers to come."""
+
+    transitions: list[Transition]
+    sent: asyncio.Future[list[Any]]
 
 
 class Admission:
@@ -183,12 +190,8 @@ class Admission:
         release = asyncio.ensure_future(self._throttle.release(holder))
         release.add_done_callback(_log_failure)
 
-    async def start(self, admitted: list[Delivery], worker_id: str) -> list[Delivery]:
-        """Mark a fetched batch STARTED in one round trip. A message whose record says it
-        already ran to its end (a redelivery after its outcome was saved, a cancel while it
-        was queued) or that an later dispatch replaced is acked here without running."""
-        if not admitted:
-            return []
+    def mark(self, admitted: list[Delivery], worker_id: str) -> Marking:
+        """Queue the batch's STARTED write for the next round trip, at once (see `start`)."""
         now = time.time()
         transitions = [
             Transition(
@@ -210,8 +213,14 @@ class Admission:
             )
             for d in admitted
         ]
+        return Marking(transitions, self._writes.send(transitions))
+
+    async def start(self, admitted: list[Delivery], marking: Marking) -> list[Delivery]:
+        """The deliveries of a batch `mark`ed STARTED that may run. A message whose record says
+        it already ran to its end (a redelivery after its outcome was saved, a cancel while it
+        was queued) or that a later dispatch replaced is acked here without running."""
         try:
-            written = await self._writes.apply(transitions)
+            written = await self._writes.applied(marking.transitions, marking.sent)
         except Exception as exc:  # Redis down: the outcome could not be saved either
             logger.warning("cannot record %d task start(s): %s", len(admitted), exc)
             await self._uncount_starts(admitted)

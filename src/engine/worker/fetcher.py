@@ -26,7 +26,7 @@ from src.engine.core.aio import cancel_all
 from src.engine.core.errors import ProvisioningError
 from src.engine.core.layout import Layout
 from src.engine.core.priority import LANES, Lane
-from src.engine.worker.admission import Admission
+from src.engine.worker.admission import Admission, Marking
 from src.engine.worker.delivery import Delivery, hand_back
 from src.engine.worker.inflight import InFlight
 from src.engine.worker.pulls import Subscription, give_back, pull_lanes, pull_wait
@@ -228,7 +228,7 @@ class Fetching:
         wait_s = self._settings().fetch_timeout_s if room >= len(idle) else _SHORT_WAIT_S
         for lane in idle[: max(room, 0)]:
             self._inflight.reserved += 1
-            waiting[lane] = asyncio.create_task(pull_wait(subs[lane], wait_s))
+            waiting[lane] = asyncio.create_task(pull_wait(self._nc(), subs[lane], wait_s))
         return bool(waiting)
 
     async def _admit(
@@ -248,21 +248,25 @@ class Fetching:
                 if delivery is not None:
                     self._inflight.add(delivery)
                     admitted.append(delivery)
+            # The STARTED write is queued now, ahead of the next fetch's pull requests; the
+            # answer is awaited while this loop already fetches the next batch.
+            marking = self._admission.mark(admitted, self._worker_id()) if admitted else None
         except BaseException:
             # Never keep what will not run: everything of this batch goes back to the queue.
             await hand_back([d for d in admitted if not d.settled], "admission failed")
             raise
-        if admitted:
-            # Marked STARTED while this loop already fetches the next batch.
-            starting = asyncio.create_task(self._start(admitted, ready))
+        if marking is not None:
+            starting = asyncio.create_task(self._start(admitted, marking, ready))
             self._starting.add(starting)
             starting.add_done_callback(self._starting.discard)
             if wait:
                 await asyncio.shield(starting)
 
-    async def _start(self, admitted: list[Delivery], ready: asyncio.Queue[list[Delivery]]) -> None:
+    async def _start(
+        self, admitted: list[Delivery], marking: Marking, ready: asyncio.Queue[list[Delivery]]
+    ) -> None:
         try:
-            started = await self._admission.start(admitted, self._worker_id())
+            started = await self._admission.start(admitted, marking)
         except BaseException as exc:
             if not isinstance(exc, asyncio.CancelledError):
                 logger.exception("cannot start a batch of %d task(s)", len(admitted))

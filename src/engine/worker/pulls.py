@@ -27,6 +27,8 @@ from src.engine.core.priority import Lane, shares
 Subscription = JetStreamContext.PullSubscription
 # Pull answers that mean the consumer is not there (no responders): not an empty queue.
 _GONE = frozenset({"503"})
+# How long past its expiry a lingering pull's answer is waited for before it counts as lost.
+_ANSWER_GRACE_S = 1.0
 
 
 async def pull_now(nc: NATS, subscription: Subscription, n: int, timeout_s: float) -> list[Msg]:
@@ -45,11 +47,10 @@ async def pull_now(nc: NATS, subscription: Subscription, n: int, timeout_s: floa
                 msg = await inbox.next_msg(timeout=timeout_s)
             except (TimeoutError, NatsTimeoutError):
                 break
-        headers = msg.headers or {}
-        status = headers.get("Status")
+        status = _status(msg)
         if status is None:
             msgs.append(msg)
-        elif status in _GONE or "deleted" in str(headers.get("Description", "")).lower():
+        elif status in _GONE:
             raise ConsumerGoneError(f"pull request answered {status}: no consumer")
         elif status != "100":  # 404 nothing there, 408 expired, 409 ...: this request is done
             break
@@ -97,13 +98,48 @@ async def pull_lanes(
     return msgs
 
 
-async def pull_wait(subscription: Subscription, wait_s: float) -> list[Msg]:
+async def pull_wait(nc: NATS, subscription: Subscription, wait_s: float) -> list[Msg]:
     """One message, waiting up to `wait_s` for it to arrive (the server's pull request
-    expires with it, so none is left behind)."""
+    expires with it, so none is left behind).
+
+    The inbox is read directly: a task arriving wakes this coroutine, where nats-py's `fetch`
+    passes it through a task, a `wait_for` and its timer first (several loop turns on the path
+    from a task sent to a task started). The server ends the request itself (408 when it
+    expires); the timeout here only covers an answer lost with a connection."""
+    inbox = subscription._sub
+    while (msg := _arrived(inbox)) is not None:
+        if _status(msg) is None:  # arrived for a request given up earlier: taken now
+            return [msg]
+    expires_ns = int(wait_s * 1e9)
+    await nc.publish(
+        subscription._nms, b'{"batch":1,"expires":%d}' % expires_ns, reply=subscription._deliver
+    )
     try:
-        return await subscription.fetch(1, timeout=wait_s)
-    except (TimeoutError, NatsTimeoutError):
+        async with asyncio.timeout(wait_s + _ANSWER_GRACE_S):
+            while True:
+                msg = await inbox._pending_queue.get()
+                inbox._pending_size -= len(msg.data)
+                inbox._pending_queue.task_done()
+                status = _status(msg)
+                if status is None:
+                    return [msg]
+                if status in _GONE:
+                    raise ConsumerGoneError(f"pull request answered {status}: no consumer")
+                if status == "408":  # expired (this request, or one given up earlier)
+                    return []
+                # 100 heartbeat, 404 for an earlier no-wait request, 409 (the request ended
+                # early, as nats-py's `fetch` reads it): wait on, as far as the timeout.
+    except TimeoutError:
         return []
+
+
+def _status(msg: Msg) -> str | None:
+    """A pull answer's status (None for a task), the consumer's deletion read as gone."""
+    headers = msg.headers or {}
+    status = headers.get("Status")
+    if status is not None and "deleted" in str(headers.get("Description", "")).lower():
+        return "503"
+    return status
 
 
 async def give_back(nc: NATS, subscriptions: list[Subscription], timeout_s: float) -> None:

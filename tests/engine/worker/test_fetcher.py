@@ -4,6 +4,7 @@ with room."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -17,7 +18,7 @@ from src.engine.broker import JetStreamBroker
 from src.engine.core.errors import ConsumerGoneError
 from src.engine.core.priority import LANES
 from src.engine.core.states import TaskState
-from src.engine.worker.pulls import pull_lanes, pull_now
+from src.engine.worker.pulls import pull_lanes, pull_now, pull_wait
 from tests.conftest import StartWorker
 from tests.support import tasks
 from tests.support.processes import eventually
@@ -47,6 +48,39 @@ async def test_a_fill_hands_back_what_it_fetched_when_one_lane_fails(
     assert all(m.metadata.num_delivered == 2 for m in again), "handed back, then delivered anew"
     for msg in again:
         await msg.ack()
+
+
+async def test_a_lingering_pull_brings_the_task_sent_while_it_waits(
+    broker: JetStreamBroker,
+) -> None:
+    """An answer meant for an earlier request (the 404 of a no-wait pull nobody read) does
+    not end the wait: the task sent afterwards is what the lingering pull brings."""
+    subscription = await broker.fetching._subscribe("default", "normal")
+    stale = b'{"batch":1,"no_wait":true}'
+    await broker.nc.publish(subscription._nms, stale, reply=subscription._deliver)
+    # Not flushed first: its answer cannot be in before the lingering pull starts waiting.
+    waiting = asyncio.create_task(pull_wait(broker.nc, subscription, 30.0))
+    handle = await tasks.echo.kiq("x")
+    (msg,) = await asyncio.wait_for(waiting, 30)
+    assert msg.headers is not None
+    assert msg.headers["Nats-Msg-Id"].split(":")[0] == handle.task_id
+    await msg.ack()
+
+
+async def test_a_lingering_pull_ends_empty_when_the_server_expires_it(
+    broker: JetStreamBroker,
+) -> None:
+    subscription = await broker.fetching._subscribe("default", "normal")
+    assert await pull_wait(broker.nc, subscription, 0.2) == []
+
+
+async def test_a_lingering_pull_on_a_deleted_consumer_says_it_is_gone(
+    broker: JetStreamBroker, js: JetStreamContext, settings: Settings
+) -> None:
+    subscription = await broker.fetching._subscribe("default", "normal")
+    await js.delete_consumer(settings.stream, broker.layout.consumer("default", "normal"))
+    with pytest.raises(ConsumerGoneError):
+        await pull_wait(broker.nc, subscription, 5.0)
 
 
 async def _long_task_ahead_of_three(
