@@ -29,7 +29,7 @@ from src.engine.core.priority import LANES, Lane
 from src.engine.worker.admission import Admission, Marking
 from src.engine.worker.delivery import Delivery, hand_back
 from src.engine.worker.inflight import InFlight
-from src.engine.worker.pulls import Subscription, give_back, pull_lanes, pull_wait
+from src.engine.worker.pulls import Subscription, give_back, nak_all, pull_lanes, pull_wait
 from src.engine.worker.queue_gate import QueueGate
 from src.engine.worker.retry_share import RetryShare, hold_back
 from src.engine.worker.spare import Spare
@@ -135,7 +135,7 @@ class Fetching:
             logger.warning("fetch from %s failed (%d in a row): %s", queue, failures, exc)
             await asyncio.sleep(_ERROR_BACKOFF_S)
             if failures >= _RESUBSCRIBE_AFTER:
-                self._forget_waiting(waiting)
+                await self._forget_waiting(waiting)
                 for lane in LANES:
                     subs[lane] = await self._resubscribe(subs[lane], queue, lane)
                 failures = 0
@@ -146,7 +146,7 @@ class Fetching:
                     # Paused: give back the room the open pulls hold, withdraw them from the
                     # server (a task sent now must not reach this worker), hand back what was
                     # fetched ahead, wait for a resume.
-                    self._forget_waiting(waiting)
+                    await self._forget_waiting(waiting)
                     await spare.hand_back()
                     for lane in LANES:
                         subs[lane] = await self._withdrawn(subs[lane], queue, lane)
@@ -174,7 +174,7 @@ class Fetching:
                 except Exception as exc:
                     await failed(exc)
         finally:
-            self._forget_waiting(waiting)
+            await self._forget_waiting(waiting)
             await spare.hand_back()
 
     async def _fill_room(
@@ -334,11 +334,17 @@ class Fetching:
             self._nc(), subs, set(waiting), room, self._settings().connect_timeout_s
         )
 
-    def _forget_waiting(self, waiting: dict[Lane, asyncio.Task[list[Msg]]]) -> None:
+    async def _forget_waiting(self, waiting: dict[Lane, asyncio.Task[list[Msg]]]) -> None:
+        """Give up the lingering pulls. One that has already brought a task hands it back at
+        once: dropped, it would come back only after `ack_wait`."""
+        brought: list[Msg] = []
         for task in waiting.values():
+            if task.done() and not task.cancelled() and task.exception() is None:
+                brought.extend(task.result())
             task.cancel()
         self._inflight.reserved -= len(waiting)
         waiting.clear()
+        await nak_all(brought)
 
     async def _subscribe(self, queue: str, lane: Lane) -> Subscription:
         layout = self._layout()

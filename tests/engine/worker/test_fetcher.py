@@ -16,7 +16,7 @@ from taskiq import AsyncTaskiqTask
 from src.config import Settings
 from src.engine.broker import JetStreamBroker
 from src.engine.core.errors import ConsumerGoneError
-from src.engine.core.priority import LANES
+from src.engine.core.priority import LANES, Lane
 from src.engine.core.states import TaskState
 from src.engine.worker.pulls import pull_lanes, pull_now, pull_wait
 from tests.conftest import StartWorker
@@ -81,6 +81,37 @@ async def test_a_lingering_pull_on_a_deleted_consumer_says_it_is_gone(
     await js.delete_consumer(settings.stream, broker.layout.consumer("default", "normal"))
     with pytest.raises(ConsumerGoneError):
         await pull_wait(broker.nc, subscription, 5.0)
+
+
+@pytest.mark.settings(ack_wait_s=120)  # redelivered without a hand-back only after this
+async def test_a_lingering_pull_given_up_hands_back_the_task_it_brought(
+    broker: JetStreamBroker,
+) -> None:
+    """A lingering pull that brought a task the loop had not taken yet when its pulls were
+    given up (a pause, a restart of the loop, shutdown) hands the task back at once."""
+    fetching = broker.fetching
+    subscription = await fetching._subscribe("default", "normal")
+    waiting: dict[Lane, asyncio.Task[list[Msg]]] = {
+        "normal": asyncio.create_task(pull_wait(broker.nc, subscription, 30.0))
+    }
+    handle = await tasks.echo.kiq("brought")
+    (brought,) = await asyncio.wait_for(asyncio.shield(waiting["normal"]), 30)
+    fetching._inflight.reserved += 1  # as `_linger` counts an open pull
+    await fetching._forget_waiting(waiting)
+
+    again: list[Msg] = []
+
+    async def handed_back() -> bool:
+        again.extend(await pull_now(broker.nc, subscription, 1, 1.0))
+        return bool(again)
+
+    await eventually(handed_back, timeout_s=30, what="the task back in the queue at once")
+    (msg,) = again
+    assert msg.headers is not None
+    assert msg.headers["Nats-Msg-Id"].split(":")[0] == handle.task_id
+    assert msg.metadata.num_delivered == 2, "handed back, then delivered anew"
+    assert brought.metadata.sequence.stream == msg.metadata.sequence.stream
+    await msg.ack()
 
 
 async def _long_task_ahead_of_three(
