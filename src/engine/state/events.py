@@ -91,19 +91,8 @@ class TaskEvent(BaseModel):
         return self.model_copy(update=update) if update else self
 
     def public(self) -> dict[str, Any]:
-        """The event as followers get it (see `event_body`)."""
-        return event_body(
-            self.task_id,
-            self.status,
-            message=self.message,
-            progress=self.progress,
-            total=self.total,
-            stage=self.stage,
-            timestamp=self.timestamp,
-            result=self.result,
-            result_omitted=self.result_omitted,
-            error=self.error,
-        )
+        """The event as followers get it (see `event_body`, whose arguments are its fields)."""
+        return event_body(**dict(self))
 
     def to_json(self) -> str:
         return orjson.dumps(self.public()).decode()

@@ -36,10 +36,10 @@ class AttemptCounter:
 
     async def take_back_starts(self, task_ids: list[str]) -> None:
         """One start less for each task, in one round trip: starts that never ran."""
-        ttl_s = self._ttl_s()
+        ttl_s, layout = self._ttl_s(), self._layout()
         async with self._redis().pipeline(transaction=False) as pipe:
             for task_id in task_ids:
-                key = self._layout().attempts_key(task_id)
+                key = layout.attempts_key(task_id)
                 pipe.hincrby(key, "starts", -1)
                 pipe.expire(key, ttl_s)
             await pipe.execute()

@@ -337,10 +337,8 @@ class Fetching:
     async def _forget_waiting(self, waiting: dict[Lane, asyncio.Task[list[Msg]]]) -> None:
         """Give up the lingering pulls. One that has already brought a task hands it back at
         once: dropped, it would come back only after `ack_wait`."""
-        brought: list[Msg] = []
+        brought, _ = self._harvest(waiting)  # those already done leave `waiting`
         for task in waiting.values():
-            if task.done() and not task.cancelled() and task.exception() is None:
-                brought.extend(task.result())
             task.cancel()
         self._inflight.reserved -= len(waiting)
         waiting.clear()

@@ -50,7 +50,7 @@ async def pull_now(nc: NATS, subscription: Subscription, n: int, timeout_s: floa
         status = _status(msg)
         if status is None:
             msgs.append(msg)
-        elif status in _GONE:
+        elif _gone(msg, status):
             raise ConsumerGoneError(f"pull request answered {status}: no consumer")
         elif status != "100":  # 404 nothing there, 408 expired, 409 ...: this request is done
             break
@@ -117,13 +117,11 @@ async def pull_wait(nc: NATS, subscription: Subscription, wait_s: float) -> list
     try:
         async with asyncio.timeout(wait_s + _ANSWER_GRACE_S):
             while True:
-                msg = await inbox._pending_queue.get()
-                inbox._pending_size -= len(msg.data)
-                inbox._pending_queue.task_done()
+                msg = _taken(inbox, await inbox._pending_queue.get())
                 status = _status(msg)
                 if status is None:
                     return [msg]
-                if status in _GONE:
+                if _gone(msg, status):
                     raise ConsumerGoneError(f"pull request answered {status}: no consumer")
                 if status == "408":  # expired (this request, or one given up earlier)
                     return []
@@ -134,12 +132,14 @@ async def pull_wait(nc: NATS, subscription: Subscription, wait_s: float) -> list
 
 
 def _status(msg: Msg) -> str | None:
-    """A pull answer's status (None for a task), the consumer's deletion read as gone."""
-    headers = msg.headers or {}
-    status = headers.get("Status")
-    if status is not None and "deleted" in str(headers.get("Description", "")).lower():
-        return "503"
-    return status
+    """A pull answer's status; None for a task."""
+    return (msg.headers or {}).get("Status")
+
+
+def _gone(msg: Msg, status: str) -> bool:
+    """The answer says the consumer is not there (no responders, or deleted)."""
+    description = str((msg.headers or {}).get("Description", ""))
+    return status in _GONE or "deleted" in description.lower()
 
 
 async def give_back(nc: NATS, subscriptions: list[Subscription], timeout_s: float) -> None:
@@ -170,9 +170,11 @@ def _arrived(inbox: Inbox) -> Msg | None:
     """A message already in the inbox, taken as `next_msg` takes it, without the task, timer
     and id `next_msg` makes for each message (they cost more than admitting the message)."""
     queue = inbox._pending_queue
-    if queue.empty():
-        return None
-    msg: Msg = queue.get_nowait()
+    return None if queue.empty() else _taken(inbox, queue.get_nowait())
+
+
+def _taken(inbox: Inbox, msg: Msg) -> Msg:
+    """`msg`, just taken from the inbox's queue, counted out of it as `next_msg` counts."""
     inbox._pending_size -= len(msg.data)
-    queue.task_done()
+    inbox._pending_queue.task_done()
     return msg
